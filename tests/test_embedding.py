@@ -14,7 +14,13 @@ from coopbot.embedding import load_embedder, model_identity
 
 
 def test_prepared_folder_is_a_standard_sentence_transformers_model(model_dir: Path) -> None:
-    for name in ("model.safetensors", "tokenizer.json", "config.json", "modules.json", "1_Pooling/config.json"):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+    ):
         assert (model_dir / name).is_file(), name
     prompts = json.loads((model_dir / "config_sentence_transformers.json").read_text())["prompts"]
     assert prompts == {"query": "query: ", "passage": "passage: "}

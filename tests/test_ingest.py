@@ -42,7 +42,10 @@ def _expected_ids(settings: Settings) -> set[str]:
     for path in sorted(settings.knowledge_dir.iterdir()):
         document = loaders.load_document(path, path.name)
         chunks = chunking.chunk_document(
-            document, size=settings.chunk_size, min_size=settings.chunk_min_size, overlap=settings.chunk_overlap
+            document,
+            size=settings.chunk_size,
+            min_size=settings.chunk_min_size,
+            overlap=settings.chunk_overlap,
         )
         ids |= {c.chunk_id for c in chunks}
     return ids
@@ -165,6 +168,7 @@ def test_nothing_indexable_is_an_error(settings: Settings, embedder: Embedder) -
 def test_file_that_breaks_keeps_its_last_good_chunks(settings: Settings, embedder: Embedder) -> None:
     path = settings.knowledge_dir / "small.md"
     path.write_text(SMALL_DOC, encoding="utf-8")
+    shutil.copy(KNOWLEDGE / SEED, settings.knowledge_dir)
     ingest(settings, embedder=embedder)
     kept = set(_stored(settings))
     path.write_bytes(b"\x00" * 100)

@@ -89,7 +89,13 @@ def read_e5_file(path: Path) -> E5File:
     eps, _quant_kind = struct.unpack_from("<fi", data, offset)
     offset += 8
     header = dict(
-        hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab, max_pos=max_pos, type_vocab=type_vocab
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        vocab=vocab,
+        max_pos=max_pos,
+        type_vocab=type_vocab,
     )
     header["eps"] = float(eps)
 
@@ -180,9 +186,7 @@ def _precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules.tsv"
         rules.write_text(
-            "".join(
-                f"{cp:X}\t{' '.join(f'{o:X}' for o in outs)}\n" for cp, outs in sorted(norm_map.items())
-            ),
+            "".join(f"{cp:X}\t{' '.join(f'{o:X}' for o in outs)}\n" for cp, outs in sorted(norm_map.items())),
             encoding="utf-8",
         )
         model = io.BytesIO()
@@ -195,7 +199,7 @@ def _precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
             normalization_rule_tsv=str(rules),
             minloglevel=2,
         )
-    proto = sentencepiece_model_pb2.ModelProto()
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]
     proto.ParseFromString(model.getvalue())
     return bytes(proto.normalizer_spec.precompiled_charsmap)
 
@@ -207,13 +211,16 @@ def _write_tokenizer(e5: E5File, target: Path) -> None:
     ids = e5.special_ids
     vocab = [(piece, float(score)) for piece, score in zip(e5.pieces, e5.scores, strict=True)]
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=ids["unk"], byte_fallback=False))
-    tokenizer.normalizer = normalizers.Sequence(  # type: ignore[assignment]
-        [normalizers.Precompiled(_precompiled_charsmap(e5.norm_map)), normalizers.Replace(Regex(" {2,}"), " ")]
+    tokenizer.normalizer = normalizers.Sequence(
+        [
+            normalizers.Precompiled(_precompiled_charsmap(e5.norm_map)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")  # type: ignore[assignment]
-    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")  # type: ignore[assignment]
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     bos, eos = e5.pieces[ids["bos"]], e5.pieces[ids["eos"]]
-    tokenizer.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+    tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}",
         pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, ids["bos"]), (eos, ids["eos"])],
@@ -230,7 +237,11 @@ def _write_tokenizer(e5: E5File, target: Path) -> None:
     }
     _write_json(
         target / "tokenizer_config.json",
-        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512, "clean_up_tokenization_spaces": True}
+        {
+            "tokenizer_class": "XLMRobertaTokenizer",
+            "model_max_length": 512,
+            "clean_up_tokenization_spaces": True,
+        }
         | specials,
     )
     _write_json(target / "special_tokens_map.json", specials)

@@ -37,9 +37,7 @@ _LEAD_LEVELS = (_ITEM_LEVEL, _ITEM_LEVEL + 1)  # 一、 and （一）: may open 
 
 # Unnumbered lines that head a whole part of a document (preface, conclusion, appendix, glossary); they sit
 # at the level of 编/篇 so that they close every numbered heading before them.
-_NAMED_HEADING = re.compile(
-    rf"^(?:前言|引言|序言|总结|结语|结束语|名词解释|(?:附件|附录)\s*[{_CN_DIGITS}\d]*[:：]?)$"
-)
+_NAMED_HEADING = re.compile(rf"^(?:前言|引言|序言|总结|结语|结束语|名词解释|(?:附件|附录)\s*[{_CN_DIGITS}\d]*[:：]?)$")
 
 # A law article ("第十二条 …") is body text, never a heading; a chunk prefers to start at one.
 _ARTICLE = re.compile(rf"^第[{_CN_DIGITS}\d]+条")
@@ -139,8 +137,8 @@ def split_sections(doc: Document) -> list[Section]:
     Headings form a hierarchy: a heading closes the open headings of the same or a deeper level. A line
     equal to the title (the Markdown `# title` too) resets the path to the title. A table of contents
     (a 目录 line and the heading-like lines after it) is dropped, so its entries do not become headings.
-    In a list of lead paragraphs that are one paragraph each ("（一）…。……" then "（二）…。……"), the text
-    after the last item belongs to the parent heading, not to that item. Sections whose body is empty
+    In a list of lead paragraphs that are all one paragraph long ("（一）…。……" then "（二）…。……"), the
+    text after the last item belongs to the parent heading, not to that item. Sections whose body is empty
     (a heading right before another heading) are left out.
     """
     text = doc.text
@@ -153,7 +151,7 @@ def split_sections(doc: Document) -> list[Section]:
     first_entry: str | None = None  # the table of contents ends where its first entry comes back
     previous = ""  # the last non-blank line
     paragraphs = 0  # body lines since the last heading (a lead line is one)
-    one_paragraph_items = False  # the open lead heading's previous sibling held a single paragraph
+    earlier_items: list[int] = []  # paragraphs under each earlier item of the open list of lead headings
 
     def close(end: int) -> None:
         start, stop = _trim(text, body_start, end)
@@ -178,13 +176,12 @@ def split_sections(doc: Document) -> list[Section]:
         elif doc.title and (line == doc.title or (heading is not None and heading.text == doc.title)):
             close(line_start)
             stack.clear()
-            in_article, body_start = False, line_end
+            in_article, body_start, earlier_items = False, line_end, []
         elif heading is not None:
             close(line_start)
-            sibling = stack[-1] if stack and stack[-1].level == heading.level else None
-            one_paragraph_items = (
-                heading.in_body and sibling is not None and sibling.in_body and paragraphs == 1
-            )
+            top = stack[-1] if stack else None
+            next_item = heading.in_body and top is not None and top.in_body and top.level == heading.level
+            earlier_items = [*earlier_items, paragraphs] if next_item else []
             while stack and stack[-1].level >= heading.level:
                 stack.pop()
             stack.append(heading)
@@ -192,10 +189,10 @@ def split_sections(doc: Document) -> list[Section]:
             in_article = False
             paragraphs = 1 if heading.in_body else 0
         else:
-            if one_paragraph_items and paragraphs == 1 and stack and stack[-1].in_body:
-                close(line_start)  # the list of one-paragraph items has ended
+            if earlier_items and set(earlier_items) == {1} and paragraphs == 1:
+                close(line_start)  # a list of one-paragraph items has ended: back to the parent heading
                 stack.pop()
-                body_start, one_paragraph_items = line_start, False
+                body_start, earlier_items = line_start, []
             in_article = in_article or bool(_ARTICLE.match(line))
             paragraphs += 1
     close(len(text))
@@ -276,30 +273,30 @@ def _pack(units: list[_Unit], size: int, min_size: int, overlap: int) -> list[tu
     into the previous chunk when the result stays within size + min_size.
     """
     spans: list[tuple[int, int, int]] = []  # (first unit with overlap, first new unit, last unit)
-    lead = first = 0
+    begin = first = 0
     while first < len(units):
-        while lead < first and units[first].end - units[lead].start > size:
-            lead += 1  # drop overlap that would push the chunk's first new sentence past size
+        while begin < first and units[first].end - units[begin].start > size:
+            begin += 1  # drop overlap that would push the chunk's first new sentence past size
         last = first
-        while last + 1 < len(units) and units[last + 1].end - units[lead].start <= size:
+        while last + 1 < len(units) and units[last + 1].end - units[begin].start <= size:
             last += 1
         if last + 1 < len(units):
             last = _best_break(units, first, last, size, min_size)
-        spans.append((lead, first, last))
-        lead = first = last + 1
+        spans.append((begin, first, last))
+        begin = first = last + 1
         if first < len(units) and not units[first].opens_article:
             while (
-                lead - 1 >= spans[-1][1]
-                and units[lead - 1].whole
-                and units[last].end - units[lead - 1].start <= overlap
+                begin - 1 >= spans[-1][1]
+                and units[begin - 1].whole
+                and units[last].end - units[begin - 1].start <= overlap
             ):
-                lead -= 1
+                begin -= 1
     if len(spans) >= 2:
-        (prev_lead, prev_first, _), (_, tail_first, tail_last) = spans[-2:]
+        (prev_begin, prev_first, _), (_, tail_first, tail_last) = spans[-2:]
         tail = units[tail_last].end - units[tail_first].start
-        if tail < min_size and units[tail_last].end - units[prev_lead].start <= size + min_size:
-            spans[-2:] = [(prev_lead, prev_first, tail_last)]
-    return [(lead, last) for lead, _, last in spans]
+        if tail < min_size and units[tail_last].end - units[prev_begin].start <= size + min_size:
+            spans[-2:] = [(prev_begin, prev_first, tail_last)]
+    return [(begin, last) for begin, _, last in spans]
 
 
 def chunk_document(doc: Document, *, size: int = 450, min_size: int = 150, overlap: int = 80) -> list[Chunk]:
@@ -310,14 +307,14 @@ def chunk_document(doc: Document, *, size: int = 450, min_size: int = 150, overl
     gets a suffix (-2, -3, ...) so ids stay unique.
     """
     if size < 1 or min_size < 0 or overlap < 0:
-        raise ValueError(f"chunk sizes must be positive: size={size}, min_size={min_size}, overlap={overlap}")
+        raise ValueError(f"bad chunk sizes: size={size} (>= 1), min_size={min_size} (>= 0), overlap={overlap} (>= 0)")
     doc_key = hashlib.sha1(doc.doc_id.encode("utf-8"), usedforsecurity=False).hexdigest()[:10]
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     for section in split_sections(doc):
         units = _units(doc.text, section, size)
-        for lead, last in _pack(units, size, min_size, overlap):
-            start, end = units[lead].start, units[last].end
+        for begin, last in _pack(units, size, min_size, overlap):
+            start, end = units[begin].start, units[last].end
             text = doc.text[start:end]
             content_hash = hashlib.sha256(embed_text(section.heading_path, text).encode("utf-8")).hexdigest()
             base = f"{doc_key}-{content_hash[:20]}"

@@ -87,7 +87,10 @@ def _run_ingest(settings: Settings, paths: list[Path] | None, prune: bool | None
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
-        tasks = {"files": bar.add_task("files", total=None), "chunks": bar.add_task("chunks embedded", total=None)}
+        tasks = {
+            "files": bar.add_task("files", total=None),
+            "chunks": bar.add_task("chunks embedded", total=None),
+        }
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(tasks[stage], completed=done, total=total)
@@ -103,7 +106,8 @@ def _run_ingest(settings: Settings, paths: list[Path] | None, prune: bool | None
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail(
-                "interrupted. Every file finished so far is indexed; run the same command again to finish.", 130
+                "interrupted. Every file finished so far is indexed; run the same command again to finish.",
+                130,
             )
 
 
@@ -175,8 +179,7 @@ def _print_hits(hits: list[Hit]) -> None:
     for hit in hits:
         chunk = hit.chunk
         out.print(
-            f"[bold]{hit.rank}.[/] [cyan]{hit.score:.3f}[/]  {chunk.doc_id}  "
-            f"[dim]{' > '.join(chunk.heading_path)}[/]",
+            f"[bold]{hit.rank}.[/] [cyan]{hit.score:.3f}[/]  {chunk.doc_id}  [dim]{' > '.join(chunk.heading_path)}[/]",
             highlight=False,
         )
         out.print(chunk.text, highlight=False, markup=False)

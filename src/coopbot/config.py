@@ -32,7 +32,8 @@ class Settings(BaseSettings):
         description="Where coopbot keeps its state: the embedded Chroma database and prepared models.",
     )
     knowledge_dir: Path = Field(
-        Path("knowledge"), description="The folder of source documents that `coopbot ingest` indexes by default."
+        Path("knowledge"),
+        description="The folder of source documents that `coopbot ingest` indexes by default.",
     )
     exclude: list[str] = Field(
         ["SOURCES.md", "README*"],
@@ -47,7 +48,10 @@ class Settings(BaseSettings):
     chroma_host: str = Field("127.0.0.1", description="Host of the Chroma server (chroma_mode = server).")
     chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server (chroma_mode = server).")
     collection: str = Field(
-        "coopbot", min_length=3, max_length=63, description="Name of the Chroma collection that holds the chunks."
+        "coopbot",
+        min_length=3,
+        max_length=63,
+        description="Name of the Chroma collection that holds the chunks.",
     )
     embedding_model: str = Field(
         BUNDLED_MODEL,

@@ -66,7 +66,8 @@ def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
     files += sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
         raise EmbeddingError(f"{folder} holds no model weights (*.safetensors or *.bin)")
-    stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    names = [str(p.relative_to(folder)) for p in files]
+    stamp = [[name, p.stat().st_size, p.stat().st_mtime_ns] for name, p in zip(names, files, strict=True)]
     key = str(folder.resolve())
     cache: dict[str, dict[str, object]] = {}
     if cache_file.is_file():
@@ -80,7 +81,7 @@ def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
     from coopbot.bundled_model import file_sha256
 
     digest = hashlib.sha256()
-    for path, (name, _, _) in zip(files, stamp, strict=True):
+    for name, path in zip(names, files, strict=True):
         digest.update(name.encode() + b"\0" + file_sha256(path).encode())
     fingerprint = digest.hexdigest()[:32]
     cache[key] = {"stamp": stamp, "fingerprint": fingerprint}
@@ -160,7 +161,7 @@ def load_embedder(settings: Settings) -> Embedder:
         raise EmbeddingError(f"sentence-transformers cannot be imported ({exc}): pip install coopbot") from exc
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         model = SentenceTransformer(location, device="cpu")
     except OSError as exc:

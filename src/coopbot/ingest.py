@@ -189,7 +189,10 @@ def _plan_changes(
             if progress:
                 progress("files", done, len(sources))
         chunks = chunking.chunk_document(
-            document, size=settings.chunk_size, min_size=settings.chunk_min_size, overlap=settings.chunk_overlap
+            document,
+            size=settings.chunk_size,
+            min_size=settings.chunk_min_size,
+            overlap=settings.chunk_overlap,
         )
         if not chunks:
             report.skipped.append(SkippedFile(str(source.path), "no text left after cleaning: nothing to index"))

@@ -56,9 +56,7 @@ def make_client(settings: Settings) -> ClientAPI:
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_mode == "server":
         try:
-            return chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
+            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
         except Exception as exc:
             raise StoreError(
                 f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc}). "
@@ -158,7 +156,7 @@ class ChunkStore:
                 ids=[s.chunk.chunk_id for s in batch],
                 embeddings=vectors[start : start + len(batch)],
                 documents=[s.chunk.text for s in batch],
-                metadatas=[_to_metadata(s) for s in batch],  # type: ignore[misc]
+                metadatas=[_to_metadata(s) for s in batch],
             )
 
     def update_metadata(self, identity: ModelIdentity, chunks: Sequence[StoredChunk]) -> None:
@@ -168,7 +166,7 @@ class ChunkStore:
             batch = chunks[start : start + self._batch()]
             collection.update(
                 ids=[s.chunk.chunk_id for s in batch],
-                metadatas=[_to_metadata(s) for s in batch],  # type: ignore[misc]
+                metadatas=[_to_metadata(s) for s in batch],
             )
 
     def delete(self, identity: ModelIdentity, ids: Iterable[str]) -> None:
@@ -186,7 +184,7 @@ class ChunkStore:
         """Nearest chunks to a query vector; score = cosine similarity."""
         collection = self.open(identity)
         result = collection.query(
-            query_embeddings=[vector], n_results=k, include=["documents", "metadatas", "distances"]
+            query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
         )
         hits = []
         rows = zip(

@@ -1,0 +1,106 @@
+"""Server mode for real: a `chroma run` process on loopback, reached through chromadb.HttpClient."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coopbot.config import Settings
+from coopbot.ingest import ingest
+from coopbot.retrieval import dense_search
+from coopbot.store import ChunkStore, StoreError
+
+from .conftest import KNOWLEDGE
+
+SEED = "seed-cross-regional-innovation-cooperation.txt"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _chroma_binary() -> str:
+    beside_python = Path(sys.executable).parent / "chroma"
+    found = str(beside_python) if beside_python.exists() else shutil.which("chroma")
+    if not found:
+        pytest.fail("the `chroma` command (installed with chromadb) is missing: pip install chromadb")
+    return found
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[int]:
+    """Start `chroma run` on a free port, wait until it answers, stop it afterwards."""
+    port = _free_port()
+    log = (tmp_path / "chroma.log").open("w")
+    process = subprocess.Popen(
+        [
+            _chroma_binary(),
+            "run",
+            "--path",
+            str(tmp_path / "server-db"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_server: int) -> None:
+    server = settings.model_copy(update={"chroma_mode": "server", "chroma_port": chroma_server})
+    shutil.copy(KNOWLEDGE / SEED, server.knowledge_dir)
+    first = ingest(server)
+    assert first.chunks_added == first.chunks_total > 10
+    assert not (server.chroma_path).exists()  # nothing was stored locally
+
+    again = ingest(server)
+    assert again.chunks_added == 0 and again.files_unchanged == 1
+
+    hits = dense_search(server, "跨区域创新合作面临哪些挑战？", k=3)
+    assert hits and hits[0].chunk.doc_id == SEED
+    assert any("政策壁垒" in h.chunk.text or "挑战" in " ".join(h.chunk.heading_path) for h in hits)
+
+    (server.knowledge_dir / SEED).unlink()
+    (server.knowledge_dir / "other.md").write_text("# 其他\n\n建立联席会议制度。", encoding="utf-8")
+    pruned = ingest(server)
+    assert pruned.files_removed == 1
+    from coopbot.embedding import model_identity
+
+    docs = {s.chunk.doc_id for s in ChunkStore(server).existing(model_identity(server)).values()}
+    assert docs == {"other.md"}
+
+
+def test_unreachable_server_gives_a_clear_error(settings: Settings) -> None:
+    server = settings.model_copy(update={"chroma_mode": "server", "chroma_port": _free_port()})
+    with pytest.raises(StoreError, match="chroma run"):
+        ChunkStore(server)
