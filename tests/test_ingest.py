@@ -33,7 +33,7 @@ SMALL_DOC = """# 区域合作示例
 
 
 def _stored(settings: Settings) -> dict[str, StoredChunk]:
-    return ChunkStore(settings).existing(model_identity(settings))
+    return {s.chunk.chunk_id: s for s in ChunkStore(settings).chunks(model_identity(settings))}
 
 
 def _expected_ids(settings: Settings) -> set[str]:

@@ -96,7 +96,7 @@ def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_se
     assert pruned.files_removed == 1
     from coopbot.embedding import model_identity
 
-    docs = {s.chunk.doc_id for s in ChunkStore(server).existing(model_identity(server)).values()}
+    docs = {s.chunk.doc_id for s in ChunkStore(server).chunks(model_identity(server))}
     assert docs == {"other.md"}
 
 

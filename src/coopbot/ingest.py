@@ -20,7 +20,7 @@ from coopbot import chunking, loaders
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, ModelIdentity, load_embedder, model_identity
 from coopbot.schema import Chunk, IngestReport, SkippedFile
-from coopbot.store import ChunkStore, StoredChunk
+from coopbot.store import ChunkRecord, ChunkStore, StoredChunk
 
 
 class NothingIndexedError(RuntimeError):
@@ -91,23 +91,21 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _is_current(stored: list[StoredChunk], source_hash: str, pipeline: str) -> bool:
+def _is_current(stored: list[ChunkRecord], source_hash: str, pipeline: str) -> bool:
     """All of a file's chunks are there, cut from this file version by this pipeline."""
-    return bool(stored) and all(
-        s.source_hash == source_hash and s.pipeline == pipeline and s.doc_chunks == len(stored) for s in stored
-    )
+    return bool(stored) and all(r.is_current(source_hash, pipeline, len(stored)) for r in stored)
 
 
 def _plan_file(
-    source: Source, chunks: list[Chunk], stored: list[StoredChunk], source_hash: str, pipeline: str
+    source: Source, chunks: list[Chunk], stored: list[ChunkRecord], source_hash: str, pipeline: str
 ) -> _Plan:
     plan = _Plan(source)
-    held = {s.chunk.chunk_id: s for s in stored}
+    held = {r.chunk_id: r for r in stored}
     for chunk in chunks:
         wanted = StoredChunk(chunk, source_hash, pipeline, len(chunks), source.root)
         if chunk.chunk_id not in held:
             plan.to_embed.append(wanted)
-        elif held[chunk.chunk_id] != wanted:
+        elif held[chunk.chunk_id].metadata != wanted.metadata():
             plan.to_rewrite.append(wanted)
     wanted_ids = {c.chunk_id for c in chunks}
     plan.to_delete = [chunk_id for chunk_id in held if chunk_id not in wanted_ids]
@@ -140,9 +138,9 @@ def ingest(
     sources, report.skipped = discover(paths, settings)
     report.files_seen = len(sources)
 
-    by_doc: dict[str, list[StoredChunk]] = defaultdict(list)
-    for stored_chunk in store.existing(identity).values():
-        by_doc[stored_chunk.chunk.doc_id].append(stored_chunk)
+    by_doc: dict[str, list[ChunkRecord]] = defaultdict(list)
+    for record in store.records(identity).values():
+        by_doc[record.doc_id].append(record)
 
     plans = list(_plan_changes(settings, sources, by_doc, pipeline, report, progress))
     _apply(store, identity, plans, embedder, settings, report, progress)
@@ -152,7 +150,7 @@ def ingest(
         present = {s.doc_id for s in sources}
         for doc_id, stored in by_doc.items():
             if doc_id not in present and stored[0].root in roots:
-                store.delete(identity, [s.chunk.chunk_id for s in stored])
+                store.delete(identity, [r.chunk_id for r in stored])
                 report.files_removed += 1
                 report.chunks_removed += len(stored)
 
@@ -165,7 +163,7 @@ def ingest(
 def _plan_changes(
     settings: Settings,
     sources: list[Source],
-    by_doc: dict[str, list[StoredChunk]],
+    by_doc: dict[str, list[ChunkRecord]],
     pipeline: str,
     report: IngestReport,
     progress: Progress | None,

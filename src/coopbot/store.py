@@ -7,7 +7,7 @@ is the source of truth for what is indexed: no side file can drift out of step w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,44 @@ class StoredChunk:
     doc_chunks: int  # how many chunks that file version has in all
     root: str  # the folder the file was ingested from (pruning is scoped to it)
 
+    def metadata(self) -> dict[str, str | int]:
+        """The Chroma metadata that carries everything but the text and the vector."""
+        chunk = self.chunk
+        return {
+            "doc_id": chunk.doc_id,
+            "doc_title": chunk.doc_title,
+            "heading_path": json.dumps(list(chunk.heading_path), ensure_ascii=False),
+            "char_start": chunk.char_start,
+            "char_end": chunk.char_end,
+            "content_hash": chunk.content_hash,
+            "ordinal": chunk.ordinal,
+            "source_hash": self.source_hash,
+            "pipeline": self.pipeline,
+            "doc_chunks": self.doc_chunks,
+            "root": self.root,
+        }
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk's metadata without its text: five times cheaper to read for a whole collection."""
+
+    chunk_id: str
+    metadata: dict[str, str | int]
+
+    @property
+    def doc_id(self) -> str:
+        return str(self.metadata["doc_id"])
+
+    def is_current(self, source_hash: str, pipeline: str, doc_chunks: int) -> bool:
+        """Cut from this file version by this pipeline, as one of `doc_chunks` chunks."""
+        meta = self.metadata
+        return meta["source_hash"] == source_hash and meta["pipeline"] == pipeline and meta["doc_chunks"] == doc_chunks
+
+    @property
+    def root(self) -> str:
+        return str(self.metadata["root"])
+
 
 def make_client(settings: Settings) -> ClientAPI:
     """An embedded PersistentClient in the data dir, or an HttpClient for `chroma_mode = server`."""
@@ -64,23 +102,6 @@ def make_client(settings: Settings) -> ClientAPI:
             ) from exc
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
-
-
-def _to_metadata(stored: StoredChunk) -> dict[str, str | int]:
-    chunk = stored.chunk
-    return {
-        "doc_id": chunk.doc_id,
-        "doc_title": chunk.doc_title,
-        "heading_path": json.dumps(list(chunk.heading_path), ensure_ascii=False),
-        "char_start": chunk.char_start,
-        "char_end": chunk.char_end,
-        "content_hash": chunk.content_hash,
-        "ordinal": chunk.ordinal,
-        "source_hash": stored.source_hash,
-        "pipeline": stored.pipeline,
-        "doc_chunks": stored.doc_chunks,
-        "root": stored.root,
-    }
 
 
 def _from_row(chunk_id: str, text: str, meta: dict[str, Any]) -> StoredChunk:
@@ -133,18 +154,28 @@ class ChunkStore:
         self._collection = collection
         return collection
 
-    def existing(self, identity: ModelIdentity) -> dict[str, StoredChunk]:
-        """Every chunk in the collection by id (text and metadata, no vectors)."""
+    def records(self, identity: ModelIdentity) -> dict[str, ChunkRecord]:
+        """Every chunk's id and metadata (no text, no vectors): what incremental indexing diffs against."""
+        return {
+            chunk_id: ChunkRecord(chunk_id, dict(meta or {}))
+            for chunk_id, _, meta in self._rows(identity, include_text=False)
+        }
+
+    def chunks(self, identity: ModelIdentity) -> list[StoredChunk]:
+        """Every chunk with its text, in collection order."""
+        return [_from_row(chunk_id, text or "", dict(meta or {})) for chunk_id, text, meta in self._rows(identity)]
+
+    def _rows(self, identity: ModelIdentity, include_text: bool = True) -> Iterator[tuple[str, str | None, Any]]:
         collection = self.open(identity)
-        rows: dict[str, StoredChunk] = {}
+        include: list[Any] = ["documents", "metadatas"] if include_text else ["metadatas"]
         offset = 0
         while True:
-            page = collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            page = collection.get(include=include, limit=_PAGE, offset=offset)
             ids = page["ids"]
-            for chunk_id, text, meta in zip(ids, page["documents"] or [], page["metadatas"] or [], strict=True):
-                rows[chunk_id] = _from_row(chunk_id, text or "", dict(meta or {}))
+            texts: list[str | None] = list(page["documents"] or []) if include_text else [None] * len(ids)
+            yield from zip(ids, texts, page["metadatas"] or [], strict=True)
             if len(ids) < _PAGE:
-                return rows
+                return
             offset += _PAGE
 
     def add(self, identity: ModelIdentity, chunks: Sequence[StoredChunk], vectors: npt.NDArray[np.float32]) -> None:
@@ -156,7 +187,7 @@ class ChunkStore:
                 ids=[s.chunk.chunk_id for s in batch],
                 embeddings=vectors[start : start + len(batch)],
                 documents=[s.chunk.text for s in batch],
-                metadatas=[_to_metadata(s) for s in batch],
+                metadatas=[s.metadata() for s in batch],
             )
 
     def update_metadata(self, identity: ModelIdentity, chunks: Sequence[StoredChunk]) -> None:
@@ -166,7 +197,7 @@ class ChunkStore:
             batch = chunks[start : start + self._batch()]
             collection.update(
                 ids=[s.chunk.chunk_id for s in batch],
-                metadatas=[_to_metadata(s) for s in batch],
+                metadatas=[s.metadata() for s in batch],
             )
 
     def delete(self, identity: ModelIdentity, ids: Iterable[str]) -> None:
