@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +20,7 @@ from coopbot.config import Settings
 from coopbot.embedding import Embedder, load_embedder, model_identity
 from coopbot.ingest import NothingIndexedError, ingest, pipeline_fingerprint, reindex
 from coopbot.retrieval import dense_search
+from coopbot.schema import Chunk
 from coopbot.store import ChunkStore, ModelMismatchError, StoredChunk
 
 from .conftest import KNOWLEDGE
@@ -36,19 +44,16 @@ def _stored(settings: Settings) -> dict[str, StoredChunk]:
     return {s.chunk.chunk_id: s for s in ChunkStore(settings).chunks(model_identity(settings))}
 
 
+def _chunks(settings: Settings, path: Path) -> list[Chunk]:
+    document = loaders.load_document(path, path.name)
+    return chunking.chunk_document(
+        document, size=settings.chunk_size, min_size=settings.chunk_min_size, overlap=settings.chunk_overlap
+    )
+
+
 def _expected_ids(settings: Settings) -> set[str]:
     """The ids a clean, complete index of the knowledge dir must hold: computed without the index."""
-    ids = set()
-    for path in sorted(settings.knowledge_dir.iterdir()):
-        document = loaders.load_document(path, path.name)
-        chunks = chunking.chunk_document(
-            document,
-            size=settings.chunk_size,
-            min_size=settings.chunk_min_size,
-            overlap=settings.chunk_overlap,
-        )
-        ids |= {c.chunk_id for c in chunks}
-    return ids
+    return {c.chunk_id for path in settings.knowledge_dir.iterdir() for c in _chunks(settings, path)}
 
 
 def _assert_consistent(settings: Settings) -> None:
@@ -194,14 +199,17 @@ def test_interrupted_ingest_is_consistent_and_next_run_completes(settings: Setti
     for name in (SEED, LAW):
         shutil.copy(KNOWLEDGE / name, settings.knowledge_dir)
     (settings.knowledge_dir / "small.md").write_text(SMALL_DOC, encoding="utf-8")
+    settings = settings.model_copy(update={"embed_batch_size": 2})  # groups of 32 chunks
+    sizes = [len(_chunks(settings, settings.knowledge_dir / name)) for name in (LAW, SEED)]
+    assert sizes[0] < 32 <= sum(sizes)  # the first group is the law and the seed, small.md comes next
     with pytest.raises(KeyboardInterrupt):
-        ingest(settings, embedder=_InterruptAfter(embedder, 1))  # type: ignore[arg-type]
+        ingest(settings, embedder=_InterruptAfter(embedder, math.ceil(sum(sizes) / 2)))  # type: ignore[arg-type]
     stored = _stored(settings)
-    assert stored and set(stored) < _expected_ids(settings)  # one file done, the rest not started
-    assert len({s.chunk.doc_id for s in stored.values()}) == 1
+    assert {s.chunk.doc_id for s in stored.values()} == {LAW, SEED}  # whole files only; small.md not started
+    assert set(stored) < _expected_ids(settings)
 
     report = ingest(settings, embedder=embedder)
-    assert report.files_unchanged == 1 and report.files_indexed == 2
+    assert report.files_unchanged == 2 and report.files_indexed == 1
     _assert_consistent(settings)
 
 
@@ -267,3 +275,36 @@ def test_dense_search_finds_the_passage(settings: Settings, embedder: Embedder) 
     assert hits[0].score >= hits[1].score >= hits[2].score
     with pytest.raises(ValueError, match="empty"):
         dense_search(settings, "   ", embedder=embedder)
+
+
+def _coopbot(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    env = dict(
+        os.environ,
+        COOPBOT_DATA_DIR=str(settings.data_dir),
+        COOPBOT_KNOWLEDGE_DIR=str(settings.knowledge_dir),
+        COOPBOT_EMBEDDING_MODEL=settings.embedding_model,
+    )
+    return [str(Path(sys.executable).parent / "coopbot"), "ingest", "--json"], env
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_real_process_stopped_mid_ingest_recovers(settings: Settings, signal_number: int) -> None:
+    """A real `coopbot ingest` stopped while embedding; wherever it stopped, the next run completes it."""
+    for name in (LAW, SEED, "law-science-and-technology-progress-2021.md"):
+        shutil.copy(KNOWLEDGE / name, settings.knowledge_dir)
+    command, env = _coopbot(settings)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (settings.data_dir / "chroma" / "chroma.sqlite3").exists():  # the model is loaded after the index opens
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    time.sleep(10)  # model load and the first batches of the first files
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    if signal_number == signal.SIGINT and process.returncode != 0:
+        assert process.returncode == 130 and "run the same command again" in stderr
+
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    summary = json.loads(finished.stdout)
+    assert summary["files_indexed"] + summary["files_unchanged"] == 3
+    _assert_consistent(settings)

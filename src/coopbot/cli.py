@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Prepare and inspect the embedding model.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON (UTF-8) on stdout.")]
 
@@ -175,7 +175,7 @@ def _search(settings: Settings, question: str, k: int) -> list[Hit]:
 
 
 def _print_hits(hits: list[Hit]) -> None:
-    out = Console()
+    out = Console(soft_wrap=True)
     for hit in hits:
         chunk = hit.chunk
         out.print(

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from coopbot import chunking, loaders
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, ModelIdentity, load_embedder, model_identity
@@ -210,21 +213,76 @@ def _apply(
     report: IngestReport,
     progress: Progress | None,
 ) -> None:
-    """Embed and write file by file: add the new chunks, rewrite moved ones, then delete stale ones."""
+    """Embed and write in groups of whole files: add the new chunks, rewrite moved ones, delete stale ones.
+
+    Files are grouped so that the encoder sees enough passages to batch them by length (padding is
+    most of the cost of small batches); each file is still committed on its own.
+    """
     total = sum(len(p.to_embed) for p in plans)
-    embedded = 0
-    if progress:
-        progress("chunks", 0, total)
+    counter = _Counter(total, progress)
+    group: list[_Plan] = []
     for plan in plans:
+        group.append(plan)
+        if sum(len(p.to_embed) for p in group) >= settings.embed_batch_size * _GROUP_BATCHES:
+            embedder = _commit(store, identity, group, embedder, settings, report, counter)
+            group = []
+    _commit(store, identity, group, embedder, settings, report, counter)
+
+
+_GROUP_BATCHES = 16  # batches of embed_batch_size per group: ~1 minute of encoding on two cores
+
+
+@dataclass
+class _Counter:
+    """Embedded chunks so far, reported to the progress callback."""
+
+    total: int
+    progress: Progress | None
+    done: int = 0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.progress:
+            self.progress("chunks", self.done, self.total)
+
+
+def _embed_sorted(embedder: Embedder, texts: list[str], batch: int, counter: _Counter) -> npt.NDArray[np.float32]:
+    """Encode in batches of similar length (less padding), reporting progress after each batch."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors: npt.NDArray[np.float32] | None = None
+    for start in range(0, len(order), batch):
+        picked = order[start : start + batch]
+        encoded = embedder.embed_passages([texts[i] for i in picked])
+        if vectors is None:
+            vectors = np.empty((len(texts), encoded.shape[1]), dtype=np.float32)
+        vectors[picked] = encoded
+        counter.add(len(picked))
+    assert vectors is not None
+    return vectors
+
+
+def _commit(
+    store: ChunkStore,
+    identity: ModelIdentity,
+    group: list[_Plan],
+    embedder: Embedder | None,
+    settings: Settings,
+    report: IngestReport,
+    counter: _Counter,
+) -> Embedder | None:
+    """Embed a group's new chunks together, then write file by file. Returns the (maybe loaded) embedder."""
+    texts = [s.chunk.embed_text for plan in group for s in plan.to_embed]
+    vectors = np.zeros((0, 0), dtype=np.float32)
+    if texts:
+        embedder = embedder or load_embedder(settings)
+        begin = time.perf_counter()
+        vectors = _embed_sorted(embedder, texts, settings.embed_batch_size, counter)
+        report.embed_seconds += time.perf_counter() - begin
+    offset = 0
+    for plan in group:
         if plan.to_embed:
-            embedder = embedder or load_embedder(settings)
-            begin = time.perf_counter()
-            vectors = embedder.embed_passages([s.chunk.embed_text for s in plan.to_embed])
-            report.embed_seconds += time.perf_counter() - begin
-            store.add(identity, plan.to_embed, vectors)
-            embedded += len(plan.to_embed)
-            if progress:
-                progress("chunks", embedded, total)
+            store.add(identity, plan.to_embed, vectors[offset : offset + len(plan.to_embed)])
+            offset += len(plan.to_embed)
         if plan.to_rewrite:
             store.update_metadata(identity, plan.to_rewrite)
         if plan.to_delete:
@@ -233,6 +291,7 @@ def _apply(
         report.chunks_added += len(plan.to_embed)
         report.chunks_updated += len(plan.to_rewrite)
         report.chunks_removed += len(plan.to_delete)
+    return embedder
 
 
 def reindex(settings: Settings, *, progress: Progress | None = None) -> IngestReport:
