@@ -76,17 +76,30 @@ def test_search_on_empty_index_says_ingest_first(settings: Settings) -> None:
     assert result.exit_code == 1 and "coopbot ingest" in result.output
 
 
-def test_chat_shows_passages(settings: Settings) -> None:
+def test_ask_json_and_chat(settings: Settings) -> None:
     shutil.copy(KNOWLEDGE / "seed-cross-regional-innovation-cooperation.txt", settings.knowledge_dir)
     env = dict(os.environ, **_env(settings))
     coopbot = str(Path(sys.executable).parent / "coopbot")
     subprocess.run([coopbot, "ingest"], env=env, check=True, capture_output=True)
+
+    asked = subprocess.run(
+        [coopbot, "ask", "欧盟用什么计划促进成员国之间的科研合作？", "--json"], env=env, capture_output=True, text=True
+    )
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert not answer["refused"] and "地平线2020" in answer["text"] and "[1]" in answer["text"]
+    assert answer["citations"][0]["doc_file"] == "seed-cross-regional-innovation-cooperation.txt"
+
     chat = subprocess.run(
-        [coopbot, "chat", "-k", "1"],
-        input="跨区域合作面临哪些挑战？\n\n",
+        [coopbot, "chat"],
+        input="跨区域创新合作面临哪些挑战？\n那未来的发展趋势呢？\n\n",
         env=env,
         capture_output=True,
         text=True,
     )
     assert chat.returncode == 0, chat.stderr
+    assert "政策壁垒" in chat.stdout and "数字化转型" in chat.stdout
     assert "seed-cross-regional-innovation-cooperation.txt" in chat.stdout
+
+    empty = subprocess.run([coopbot, "ask", "   "], env=env, capture_output=True, text=True)
+    assert empty.returncode == 1 and "问题是空的" in empty.stderr

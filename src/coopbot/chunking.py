@@ -333,3 +333,22 @@ def chunk_document(doc: Document, *, size: int = 450, min_size: int = 150, overl
                 )
             )
     return chunks
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence in `text`: ends at 。！？；!? or …, or at a line break; trimmed, non-empty.
+
+    The answer composer quotes and cites these spans, so they use the same sentence ends as chunking.
+    """
+    spans: list[tuple[int, int]] = []
+    for line_start, line_end in _lines(text, 0, len(text)):
+        start = line_start
+        for match in _SENTENCE_END.finditer(text, line_start, line_end):
+            span = _trim(text, start, match.end())
+            if span[1] > span[0]:
+                spans.append(span)
+            start = match.end()
+        span = _trim(text, start, line_end)
+        if span[1] > span[0]:
+            spans.append(span)
+    return spans

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from coopbot.config import Settings
-from coopbot.schema import Hit, IngestReport
+from coopbot.schema import Answer, Hit, IngestReport, Turn, hit_to_dict
 
 app = typer.Typer(
     help="coopbot: a Chinese knowledge assistant over the documents in knowledge/, offline.",
@@ -145,29 +145,13 @@ def reindex_command(
     _print_json(report_dict(report)) if as_json else _print_report(report)
 
 
-def hit_dict(hit: Hit) -> dict[str, Any]:
-    """A search hit as JSON-able data (the `search --json` format)."""
-    chunk = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": round(hit.score, 4),
-        "chunk_id": chunk.chunk_id,
-        "doc_id": chunk.doc_id,
-        "doc_title": chunk.doc_title,
-        "heading_path": list(chunk.heading_path),
-        "char_start": chunk.char_start,
-        "char_end": chunk.char_end,
-        "text": chunk.text,
-    }
-
-
 def _search(settings: Settings, question: str, k: int) -> list[Hit]:
     from coopbot.embedding import EmbeddingError
-    from coopbot.retrieval import dense_search
+    from coopbot.retrieval import Retriever
     from coopbot.store import StoreError
 
     try:
-        return dense_search(settings, question, k)
+        return Retriever(settings).search(question, k)
     except ValueError as exc:
         _fail(str(exc))
     except (StoreError, EmbeddingError) as exc:
@@ -192,24 +176,92 @@ def search_command(
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=100, help="How many passages.")] = 5,
     as_json: JsonFlag = False,
 ) -> None:
-    """Dense top-k passages with scores, document and heading path: inspect the index."""
+    """Top-k passages (hybrid search unless COOPBOT_RETRIEVER says otherwise) with scores and heading path."""
     _offline_defaults()
     settings = _settings()
     hits = _search(settings, question, k)
     if not hits:
         _fail("the index is empty: run `coopbot ingest` first")
     if as_json:
-        _print_json({"question": question, "hits": [hit_dict(h) for h in hits]})
+        _print_json({"question": question, "hits": [hit_to_dict(h) for h in hits]})
     else:
         _print_hits(hits)
 
 
-@app.command("chat")
-def chat_command(k: Annotated[int, typer.Option("-k", help="Passages shown per question.")] = 3) -> None:
-    """Ask questions in the terminal; shows the passages that answer them (empty line or Ctrl-D to quit)."""
+def _assistant(settings: Settings) -> Any:
+    from coopbot.chain import Assistant
+    from coopbot.embedding import EmbeddingError
+    from coopbot.store import StoreError
+
+    try:
+        return Assistant(settings)
+    except (StoreError, EmbeddingError) as exc:
+        _fail(str(exc))
+
+
+def _print_sources(answer: Answer) -> None:
+    out = Console(soft_wrap=True)
+    if answer.refused:
+        for hit in answer.related:
+            out.print(f"[dim]相关：{hit.chunk.doc_id} > {' > '.join(hit.chunk.heading_path[1:])}[/]", highlight=False)
+        return
+    for citation in answer.citations:
+        path = " > ".join(citation.heading_path)
+        out.print(f"[bold][{citation.n}][/] {citation.doc_file}  [dim]{path}[/]", highlight=False)
+        out.print(f"    “{citation.quote}”", highlight=False, markup=False)
+    for notice in answer.notices:
+        out.print(f"[yellow]{notice}[/]", highlight=False)
+
+
+def _answer_once(assistant: Any, question: str, history: list[Turn]) -> Answer:
+    """Stream one answer to the terminal and return it."""
+    from coopbot.chain import QuestionError
+
+    final = None
+    try:
+        for event in assistant.stream(question, history):
+            if isinstance(event, Answer):
+                final = event
+            else:
+                sys.stdout.write(event)
+                sys.stdout.flush()
+    except QuestionError as exc:
+        _fail(str(exc))
+    assert final is not None
+    sys.stdout.write("\n")
+    _print_sources(final)
+    return final
+
+
+@app.command("ask")
+def ask_command(
+    question: Annotated[str, typer.Argument(help="The question, in Chinese.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Answer one question from the knowledge base, with checked citations (or say it is not covered)."""
     _offline_defaults()
     settings = _settings()
-    console.print("coopbot: 请输入问题（空行或 Ctrl-D 退出）", highlight=False)
+    assistant = _assistant(settings)
+    if not as_json:
+        _answer_once(assistant, question, [])
+        return
+    from coopbot.chain import QuestionError
+
+    try:
+        result = assistant.ask(question)
+    except QuestionError as exc:
+        _fail(str(exc))
+    _print_json(result.to_dict())
+
+
+@app.command("chat")
+def chat_command() -> None:
+    """Multi-turn questions in the terminal; follow-ups understand the previous turns (empty line quits)."""
+    _offline_defaults()
+    settings = _settings()
+    assistant = _assistant(settings)
+    console.print("coopbot：请输入问题（空行或 Ctrl-D 退出）", highlight=False)
+    history: list[Turn] = []
     while True:
         try:
             question = input("问题> ").strip()
@@ -217,10 +269,8 @@ def chat_command(k: Annotated[int, typer.Option("-k", help="Passages shown per q
             break
         if not question:
             break
-        hits = _search(settings, question, k)
-        if not hits:
-            _fail("the index is empty: run `coopbot ingest` first")
-        _print_hits(hits)
+        result = _answer_once(assistant, question, history)
+        history += [Turn("user", question), Turn("assistant", result.text)]
 
 
 @model_app.command("prepare")

@@ -78,6 +78,77 @@ class Settings(BaseSettings):
         description="Characters of whole sentences repeated from the previous chunk of the same section.",
     )
 
+    retriever: Literal["bm25", "dense", "hybrid"] = Field(
+        "hybrid",
+        description="Default search: `bm25` (words), `dense` (embedding vectors) or `hybrid` (both, fused).",
+    )
+    retrieval_candidates: int = Field(
+        50, ge=1, le=1000, description="Chunks each retriever proposes before hybrid fusion (top-N per retriever)."
+    )
+    fusion_lexical_weight: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="Share of BM25 in hybrid fusion (the dense share is the rest): each retriever's scores are "
+        "standardised over its own top candidates, then mixed. 0 ranks like dense search, 1 like BM25.",
+    )
+    bm25_k1: float = Field(1.5, ge=0, le=10, description="BM25 term-frequency saturation (k1).")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation (b).")
+    dedup_jaccard: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="A hit whose character-bigram Jaccard similarity with a better hit exceeds this is a "
+        "near-duplicate and is left out (1 keeps everything).",
+    )
+
+    answer_top_k: int = Field(
+        8, ge=1, le=50, description="Passages retrieved for an answer (the composer reads the best of them)."
+    )
+    answer_passages: int = Field(
+        5, ge=1, le=20, description="Passages whose sentences the extractive composer may quote."
+    )
+    answer_max_sentences: int = Field(3, ge=1, le=20, description="Most sentences in an extractive answer.")
+    answer_max_sentences_list: int = Field(
+        6, ge=1, le=30, description="Most sentences when the question asks for a list (哪些/哪几/有什么)."
+    )
+    answer_margin: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="A sentence joins the answer when its score is within this margin of the best sentence's.",
+    )
+    answer_lexical_weight: float = Field(
+        0.1, ge=0, le=1, description="Weight of question-word overlap next to embedding similarity in sentence scores."
+    )
+    answer_min_sentence_chars: int = Field(
+        6, ge=1, le=100, description="Shorter sentences (headings, fragments) are never quoted on their own."
+    )
+    citation_min_support: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="A citation stands only if this share of its sentence's character bigrams occurs in the passage.",
+    )
+    refusal_min_coverage: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Refuse unless the top passages contain this share of the question's content words.",
+    )
+    refusal_min_coverage_agreed: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The same floor when dense and lexical retrieval agree on a top passage.",
+    )
+    max_question_chars: int = Field(
+        2000, ge=10, le=100_000, description="Longer questions are truncated, with a notice in the answer."
+    )
+    history_turns: int = Field(
+        4, ge=0, le=50, description="Recent conversation turns used to understand a follow-up question."
+    )
+
     @model_validator(mode="after")
     def _check_sizes(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size // 2:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,3 +173,64 @@ def load_embedder(settings: Settings) -> Embedder:
     embedder = Embedder(model, settings)
     _LOADED[key] = embedder
     return embedder
+
+
+class CachedEmbedder(Embedder):
+    """An `Embedder` that remembers every vector it computed, on disk, across runs (opt-in).
+
+    Vectors are keyed by the model fingerprint and the sha256 of the exact text the model sees (prefix
+    included), in one sqlite file per model under `data_dir/cache/embeddings/`. Re-indexing the same
+    passages (benchmarks, evaluations) then costs a lookup instead of a forward pass. Ingestion does not
+    use it unless handed one: the Chroma collection already is its cache.
+    """
+
+    def __init__(self, model: SentenceTransformer, settings: Settings, path: Path) -> None:
+        super().__init__(model, settings)
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        self._db.commit()
+        self.hits = 0
+        self.misses = 0
+
+    def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return super()._encode(texts)
+        keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
+        found: dict[bytes, npt.NDArray[np.float32]] = {}
+        for start in range(0, len(keys), 500):  # sqlite's limit on bound parameters
+            batch = list(dict.fromkeys(keys[start : start + 500]))
+            marks = ",".join("?" * len(batch))
+            for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
+                found[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
+        unique_missing: dict[bytes, int] = {}  # key -> index of its first text
+        for i, key in enumerate(keys):
+            if key not in found:
+                unique_missing.setdefault(key, i)
+        if unique_missing:
+            encoded = super()._encode([texts[i] for i in unique_missing.values()])
+            rows = [(key, vector.tobytes()) for key, vector in zip(unique_missing, encoded, strict=True)]
+            self._db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+            self._db.commit()
+            found.update(zip(unique_missing, encoded, strict=True))
+        self.hits += len(texts) - len(unique_missing)
+        self.misses += len(unique_missing)
+        return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Close the sqlite file (also happens when the object is garbage-collected)."""
+        self._db.close()
+
+
+def embedding_cache_dir(settings: Settings) -> Path:
+    """Where `cached_embedder` keeps its vectors."""
+    return settings.data_dir / "cache" / "embeddings"
+
+
+def cached_embedder(settings: Settings, embedder: Embedder | None = None) -> CachedEmbedder:
+    """The configured (or given) model behind a persistent vector cache; see `CachedEmbedder`."""
+    embedder = embedder or load_embedder(settings)
+    identity = model_identity(settings)
+    path = embedding_cache_dir(settings) / f"{identity.fingerprint}.sqlite"  # keys hash the prefixed text
+    return CachedEmbedder(embedder.model, embedder.settings, path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from coopbot import chunking, loaders
+from coopbot import chunking, lexical, loaders
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, ModelIdentity, load_embedder, model_identity
 from coopbot.schema import Chunk, IngestReport, SkippedFile
@@ -148,19 +148,39 @@ def ingest(
     plans = list(_plan_changes(settings, sources, by_doc, pipeline, report, progress))
     _apply(store, identity, plans, embedder, settings, report, progress)
 
+    removed = {chunk_id for plan in plans for chunk_id in plan.to_delete}
     if prune:
         roots = {str(p.resolve()) for p in paths if p.is_dir()}
         present = {s.doc_id for s in sources}
         for doc_id, stored in by_doc.items():
             if doc_id not in present and stored[0].root in roots:
                 store.delete(identity, [r.chunk_id for r in stored])
+                removed.update(r.chunk_id for r in stored)
                 report.files_removed += 1
                 report.chunks_removed += len(stored)
+    _sync_lexical(settings, store, identity, by_doc, plans, removed)
 
     report.seconds = time.perf_counter() - started
     if report.files_indexed + report.files_unchanged + report.files_removed == 0:
         raise NothingIndexedError(report)
     return report
+
+
+def _sync_lexical(
+    settings: Settings,
+    store: ChunkStore,
+    identity: ModelIdentity,
+    by_doc: dict[str, list[ChunkRecord]],
+    plans: list[_Plan],
+    removed: set[str],
+) -> None:
+    """Bring the BM25 index in step with the collection as this run left it: new chunks are tokenised
+    from the texts at hand; chunks it missed before (an interrupted run, a deleted file) are read back."""
+    texts = {s.chunk.chunk_id: s.chunk.embed_text for plan in plans for s in plan.to_embed}
+    held = {r.chunk_id for records in by_doc.values() for r in records}
+    lexical.LexicalIndex.load(lexical.index_path(settings)).sync(
+        store, identity, ids=(held - removed) | texts.keys(), texts=texts
+    )
 
 
 def _plan_changes(

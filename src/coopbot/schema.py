@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,21 @@ def embed_text(heading_path: tuple[str, ...], text: str) -> str:
 
 @dataclass(frozen=True)
 class Hit:
-    """A chunk returned by a search, with its score (higher is better) and 1-based rank."""
+    """A chunk returned by a search, with its score (higher is better) and 1-based rank.
+
+    `score` is what ranked the hit: cosine similarity for dense search, the BM25 score for lexical
+    search, the fused score for hybrid search. The optional fields say where each retriever placed the
+    chunk among its own candidates (None: not among them, or that retriever did not run), so callers
+    can use rank-based and lexical evidence instead of the bunched cosine scores.
+    """
 
     chunk: Chunk
     score: float
     rank: int
+    dense_rank: int | None = None  # 1-based rank in the dense candidates
+    dense_score: float | None = None  # cosine similarity of query and chunk vectors
+    lexical_rank: int | None = None  # 1-based rank in the BM25 candidates
+    lexical_score: float | None = None  # BM25 score (0: no query term in the chunk)
 
 
 @dataclass(frozen=True)
@@ -90,3 +101,88 @@ class IngestReport:
     def chunks_per_second(self) -> float:
         """Chunks embedded per second of wall time (0 when nothing was embedded)."""
         return self.chunks_added / self.seconds if self.seconds > 0 and self.chunks_added else 0.0
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation, as chat UIs and the OpenAI API carry it."""
+
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class Citation:
+    """`[n]` in an answer: the exact passage text that supports the sentence before it.
+
+    `char_start`/`char_end` locate `quote` in the cleaned text of `doc_file` (a file name in the
+    knowledge dir), so a UI can show and highlight it in context.
+    """
+
+    n: int
+    chunk_id: str
+    doc_file: str
+    doc_title: str
+    heading_path: tuple[str, ...]
+    quote: str
+    char_start: int
+    char_end: int
+    passage: str  # the whole chunk the quote comes from
+
+
+@dataclass(frozen=True)
+class SentenceSupport:
+    """How well the passages support one sentence of an answer (the citation checker's verdict)."""
+
+    sentence: str
+    citations: tuple[int, ...]  # the `n` of each citation kept for this sentence
+    supported: bool
+    score: float  # 0-1: share of the sentence's character bigrams found in its best passage
+
+
+@dataclass
+class Answer:
+    """What every front end gets: the text with `[n]` markers, the checked citations, or a refusal."""
+
+    question: str
+    text: str
+    citations: list[Citation]
+    refused: bool
+    related: list[Hit] = field(default_factory=list)  # closest passages of a refusal: shown, not cited
+    backend: str = "extractive"
+    query: str = ""  # the standalone query that was searched (differs from `question` for follow-ups)
+    support: list[SentenceSupport] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # e.g. "the question was truncated"
+    timings: dict[str, float] = field(default_factory=dict)  # retrieve_ms, answer_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data: the `--json` and HTTP API format."""
+        data = asdict(self)
+        data["related"] = [hit_to_dict(h) for h in self.related]
+        data["supported_rate"] = round(self.supported_rate, 4)
+        return data
+
+    @property
+    def supported_rate(self) -> float:
+        """Share of answer sentences the citation checker accepts (1.0 for an empty answer)."""
+        return sum(s.supported for s in self.support) / len(self.support) if self.support else 1.0
+
+
+def hit_to_dict(hit: Hit) -> dict[str, Any]:
+    """A search hit as plain JSON-able data (the `search --json` format)."""
+    chunk = hit.chunk
+    return {
+        "rank": hit.rank,
+        "score": round(hit.score, 4),
+        "chunk_id": chunk.chunk_id,
+        "doc_id": chunk.doc_id,
+        "doc_title": chunk.doc_title,
+        "heading_path": list(chunk.heading_path),
+        "char_start": chunk.char_start,
+        "char_end": chunk.char_end,
+        "dense_rank": hit.dense_rank,
+        "dense_score": hit.dense_score,
+        "lexical_rank": hit.lexical_rank,
+        "lexical_score": hit.lexical_score,
+        "text": chunk.text,
+    }

@@ -9,6 +9,7 @@ found in the normalised text points at the same place in the original. `strip_co
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 
 _FULLWIDTH_FIRST = 0xFF01  # ！
 _FULLWIDTH_LAST = 0xFF5E  # ～
@@ -94,3 +95,22 @@ def strip_control(text: str) -> str:
     return "".join(
         ch for ch in text if ch in _KEPT_CONTROLS or (unicodedata.category(ch) != "Cc" and ch not in _INVISIBLE)
     )
+
+
+_T2S: list[Callable[[str], str]] = []  # the OpenCC converter, created on first use (its tables take ~0.1 s)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese characters and phrases folded to simplified (OpenCC `t2s`), for matching only.
+
+    So 臺灣的發展 and 台湾的发展 compare equal. Simplified text, ASCII and punctuation pass through
+    unchanged. Not guaranteed to be length-preserving (OpenCC converts some phrases as a whole), so never
+    use offsets found in the result on the original text.
+    """
+    if not text:
+        return text
+    if not _T2S:
+        import opencc  # type: ignore[import-untyped]
+
+        _T2S.append(opencc.OpenCC("t2s").convert)
+    return _T2S[0](text)

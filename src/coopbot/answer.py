@@ -1,0 +1,315 @@
+"""Passages -> an answer: the refusal gate, the extractive composer and the citation checker.
+
+Nothing here trusts a model to cite: every `[n]` is attached and verified in code against the
+passage it points at, and a question the passages do not cover is refused before composing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from coopbot.chunking import split_sentences
+from coopbot.config import Settings
+from coopbot.embedding import Embedder
+from coopbot.lexical import tokenize
+from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
+from coopbot.textnorm import for_matching, to_simplified
+
+REFUSAL = "知识库中没有找到能回答这个问题的内容。"
+RELATED_NOTE = "下面是最接近的资料，仅供参考，不作为答案的依据。"
+
+# Words that ask rather than say: they never make a passage relevant.
+_QUESTION_WORDS = frozenset(
+    [
+        "什么",
+        "哪些",
+        "哪个",
+        "哪几",
+        "哪几个",
+        "哪里",
+        "哪儿",
+        "如何",
+        "怎么",
+        "怎样",
+        "怎么样",
+        "为什么",
+        "为何",
+        "多少",
+        "几个",
+        "是否",
+        "是不是",
+        "有没有",
+        "吗",
+        "呢",
+        "吧",
+        "啊",
+        "请问",
+        "请",
+        "告诉",
+        "我",
+        "你",
+        "您",
+        "一下",
+        "介绍",
+        "说说",
+        "讲讲",
+        "主要",
+        "有",
+        "是",
+        "的",
+        "了",
+        "和",
+        "与",
+        "及",
+        "在",
+        "对",
+        "中",
+        "把",
+        "被",
+        "都",
+        "也",
+        "还",
+        "又",
+        "就",
+        "要",
+        "能",
+        "会",
+        "可以",
+        "哪",
+        "几",
+        "多",
+        "些",
+        "个",
+        "之",
+        "其",
+        "该",
+        "这",
+        "那",
+        "它",
+        "他们",
+        "它们",
+        "这个",
+        "那个",
+        "还有",
+        "那么",
+        "方面",
+        "内容",
+        "情况",
+        "问题",
+        "提出",
+        "提到",
+        "规定",
+        "文件",
+        "资料",
+    ]
+)
+# Enumeration questions want every item, not the single best sentence.
+_ENUMERATION = re.compile(r"哪些|哪几|有什么|有哪|包括什么|包含什么|几个方面|几项|列举|分别")
+_KEEP = re.compile(r"[0-9a-z\u3400-\u9fff]")
+# The numbering that opens a list item: （一） 一、 1. （1） ① and the like.
+_LIST_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]+[）)]|[一二三四五六七八九十]+、|\d+[.、．]|[①-⑳])")
+
+
+@cache
+def _matching_form(text: str) -> str:
+    """Simplified, half-width, punctuation-unified: the form all comparisons use."""
+    return to_simplified(for_matching(text))
+
+
+def question_terms(question: str) -> list[str]:
+    """The content words of a question: tokens minus question words and punctuation, in order, unique."""
+    seen: dict[str, None] = {}
+    for token in tokenize(question):
+        if token not in _QUESTION_WORDS and _KEEP.search(token) and token not in seen:
+            seen[token] = None
+    return list(seen)
+
+
+def _bigrams(text: str) -> set[str]:
+    kept = "".join(ch for ch in _matching_form(text) if _KEEP.match(ch))
+    return {kept[i : i + 2] for i in range(len(kept) - 1)} or ({kept} if kept else set())
+
+
+def support_score(sentence: str, passage: str) -> float:
+    """Share of the sentence's character bigrams that occur in the passage (1.0: quoted verbatim)."""
+    wanted = _bigrams(sentence)
+    return len(wanted & _bigrams(passage)) / len(wanted) if wanted else 0.0
+
+
+def check_citations(
+    claims: Sequence[tuple[str, Sequence[int]]], passages: Mapping[int, str], threshold: float
+) -> list[SentenceSupport]:
+    """Verify each sentence's citations; drop those that do not support it, re-point to one that does.
+
+    A sentence no passage supports keeps no citation and is marked unsupported: the caller decides
+    whether to flag or drop it.
+    """
+    verdicts = []
+    for sentence, cited in claims:
+        scores = {n: support_score(sentence, text) for n, text in passages.items()}
+        kept = tuple(n for n in dict.fromkeys(cited) if scores.get(n, 0.0) >= threshold)
+        if not kept and scores:
+            best = max(scores, key=lambda n: scores[n])
+            kept = (best,) if scores[best] >= threshold else ()
+        score = max((scores[n] for n in kept), default=max(scores.values(), default=0.0))
+        verdicts.append(SentenceSupport(sentence, kept, bool(kept), round(score, 4)))
+    return verdicts
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How well the retrieved passages cover a question: the refusal gate's inputs."""
+
+    coverage: float  # share of the question's content words (weighted by length) found in the top passages
+    agreement: bool  # a top passage ranks high for both the dense and the lexical retriever
+    terms: tuple[str, ...]
+
+
+def assess(question: str, hits: Sequence[Hit], top: int = 3) -> Evidence:
+    """Rank and lexical signals, not a cosine threshold: e5 similarities are bunched and uncalibrated."""
+    terms = question_terms(question)
+    text = _matching_form("\n".join(h.chunk.embed_text for h in hits[:top]))
+    weights = {t: min(len(t), 4) for t in terms}
+    total = sum(weights.values())
+    found = sum(w for t, w in weights.items() if _matching_form(t) in text)
+    agreement = any(
+        h.dense_rank is not None and h.lexical_rank is not None and h.dense_rank <= 5 and h.lexical_rank <= 5
+        for h in hits[:top]
+    )
+    return Evidence(found / total if total else 0.0, agreement, tuple(terms))
+
+
+def is_covered(evidence: Evidence, settings: Settings) -> bool:
+    """Answer only when the passages contain the question's content words (or both retrievers agree)."""
+    if not evidence.terms:
+        return False
+    if evidence.coverage >= settings.refusal_min_coverage:
+        return True
+    return evidence.agreement and evidence.coverage >= settings.refusal_min_coverage_agreed
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    hit: Hit
+    start: int  # sentence span within the chunk text
+    end: int
+    score: float
+
+    @property
+    def text(self) -> str:
+        return self.hit.chunk.text[self.start : self.end]
+
+
+def _candidates(question: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings) -> list[_Candidate]:
+    """Every sentence of the top passages, scored by embedding similarity plus lexical overlap."""
+    spans = [
+        (hit, start, end)
+        for hit in hits[: settings.answer_passages]
+        for start, end in split_sentences(hit.chunk.text)
+        if end - start >= settings.answer_min_sentence_chars
+    ]
+    if not spans:
+        return []
+    query_vector = embedder.embed_queries([question])[0]
+    vectors = embedder.embed_passages([hit.chunk.text[s:e] for hit, s, e in spans])
+    similarity = vectors @ query_vector
+    terms = [_matching_form(t) for t in question_terms(question)]
+    candidates = []
+    for (hit, start, end), sim in zip(spans, similarity, strict=True):
+        sentence = _matching_form(hit.chunk.text[start:end])
+        overlap = sum(t in sentence for t in terms) / len(terms) if terms else 0.0
+        prior = 1.0 / (hit.rank + 1)  # the retriever's ranking of the passage, as a tie-breaker
+        score = float(sim) + settings.answer_lexical_weight * overlap + 0.02 * prior
+        candidates.append(_Candidate(hit, start, end, score))
+    return sorted(candidates, key=lambda c: -c.score)
+
+
+def _redundant(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
+    grams = _bigrams(candidate.text)
+    for other in chosen:
+        others = _bigrams(other.text)
+        if grams and len(grams & others) / len(grams | others) > 0.6:
+            return True
+    return False
+
+
+def compose(
+    question: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings
+) -> tuple[str, list[Citation], list[SentenceSupport]]:
+    """Pick the sentences that best answer the question, verbatim, grouped by passage, each with `[n]`."""
+    candidates = _candidates(question, hits, embedder, settings)
+    if not candidates:
+        return "", [], []
+    enumeration = bool(_ENUMERATION.search(_matching_form(question)))
+    limit = settings.answer_max_sentences_list if enumeration else settings.answer_max_sentences
+    margin = settings.answer_margin * (2 if enumeration else 1)
+    best = candidates[0].score
+    chosen: list[_Candidate] = []
+    for candidate in candidates:
+        if len(chosen) == limit or candidate.score < best - margin:
+            break
+        if not _redundant(candidate, chosen):
+            chosen.append(candidate)
+
+    chosen += _list_items(chosen, candidates, settings.answer_max_sentences_list)
+
+    # Number passages in order of their best sentence; within a passage keep the document's order.
+    order: dict[str, int] = {}
+    for candidate in chosen:
+        order.setdefault(candidate.hit.chunk.chunk_id, len(order) + 1)
+    chosen.sort(key=lambda c: (order[c.hit.chunk.chunk_id], c.start))
+    citations = [_citation(n, [c for c in chosen if c.hit.chunk.chunk_id == cid]) for cid, n in order.items()]
+
+    lines, claims = [], []
+    for n in order.values():
+        sentences = [c for c in chosen if order[c.hit.chunk.chunk_id] == n]
+        lines.append("".join(("\n" if _LIST_ITEM.match(c.text) else "") + f"{c.text}[{n}]" for c in sentences))
+        claims += [(c.text, [n]) for c in sentences]
+    passages = {c.n: c.passage for c in citations}
+    support = check_citations(claims, passages, settings.citation_min_support)
+    return "\n".join(lines), citations, support
+
+
+def _list_items(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate], limit: int) -> list[_Candidate]:
+    """A chosen lead-in that ends in a colon ("按照下列标准……：") brings the list items that follow it.
+
+    Without them the answer would announce an answer and stop.
+    """
+    by_passage: dict[str, list[_Candidate]] = {}
+    for candidate in candidates:
+        by_passage.setdefault(candidate.hit.chunk.chunk_id, []).append(candidate)
+    taken = {(c.hit.chunk.chunk_id, c.start) for c in chosen}
+    extra: list[_Candidate] = []
+    for lead in chosen:
+        if not lead.text.rstrip().endswith(("：", ":")):
+            continue
+        following = sorted(
+            (c for c in by_passage[lead.hit.chunk.chunk_id] if c.start >= lead.end), key=lambda c: c.start
+        )
+        for item in following[:limit]:
+            if not _LIST_ITEM.match(item.text):
+                break
+            if (item.hit.chunk.chunk_id, item.start) not in taken:
+                taken.add((item.hit.chunk.chunk_id, item.start))
+                extra.append(item)
+    return extra
+
+
+def _citation(n: int, sentences: list[_Candidate]) -> Citation:
+    """One citation per passage: the span from its first to its last chosen sentence, verbatim."""
+    chunk: Chunk = sentences[0].hit.chunk
+    start, end = min(c.start for c in sentences), max(c.end for c in sentences)
+    return Citation(
+        n=n,
+        chunk_id=chunk.chunk_id,
+        doc_file=chunk.doc_id,
+        doc_title=chunk.doc_title,
+        heading_path=chunk.heading_path,
+        quote=chunk.text[start:end],
+        char_start=chunk.char_start + start,
+        char_end=chunk.char_start + end,
+        passage=chunk.text,
+    )

@@ -1,0 +1,102 @@
+"""The question-answering core that the CLI, UI, API and evaluation all call.
+
+`Assistant.stream` cleans the question, makes a follow-up standalone, retrieves, lets the refusal
+gate decide, then composes an answer with checked citations; `as_runnable` exposes the same thing
+as a LangChain Runnable that streams text and ends with the `Answer`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from coopbot import answer
+from coopbot.config import Settings
+from coopbot.embedding import Embedder, load_embedder
+from coopbot.retrieval import Retriever
+from coopbot.rewrite import QueryRewriter, heuristic_rewrite
+from coopbot.schema import Answer, Turn
+from coopbot.textnorm import strip_control
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+EMPTY_QUESTION = "问题是空的：请输入一个问题，例如“长三角一体化发展的战略定位是什么？”"
+
+
+class QuestionError(ValueError):
+    """The question cannot be asked as it is; the message says what to do."""
+
+
+def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
+    """Strip control characters and extra spaces; truncate an overlong question with a notice."""
+    text = re.sub(r"\s+", " ", strip_control(question)).strip()
+    if not text:
+        raise QuestionError(EMPTY_QUESTION)
+    notices = []
+    if len(text) > max_chars:
+        text = text[:max_chars]
+        notices.append(f"问题超过 {max_chars} 个字符，只使用了前 {max_chars} 个字符。")
+    return text, notices
+
+
+class Assistant:
+    """Retrieval, refusal gate and answer composer, configured once and shared by every front end."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retriever: Retriever | None = None,
+        embedder: Embedder | None = None,
+        rewriter: QueryRewriter = heuristic_rewrite,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings)
+        self.retriever = retriever or Retriever(settings, embedder=self.embedder)
+        self.rewriter = rewriter
+
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        """The whole answer at once."""
+        final = None
+        for event in self.stream(question, history):
+            if isinstance(event, Answer):
+                final = event
+        assert final is not None
+        return final
+
+    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
+        """Text pieces as they are ready, then the complete `Answer` (with citations) last."""
+        text, notices = clean_question(question, self.settings.max_question_chars)
+        recent = list(history)[-2 * self.settings.history_turns :] if self.settings.history_turns else []
+        query = self.rewriter(text, recent)
+
+        began = time.perf_counter()
+        hits = self.retriever.search(query, k=self.settings.answer_top_k)
+        retrieved = time.perf_counter()
+        evidence = answer.assess(query, hits)
+        result = Answer(question=text, text="", citations=[], refused=True, query=query, notices=notices)
+        if answer.is_covered(evidence, self.settings):
+            result.text, result.citations, result.support = answer.compose(query, hits, self.embedder, self.settings)
+            result.refused = not result.text
+        if result.refused:
+            result.text = answer.REFUSAL + (answer.RELATED_NOTE if hits else "")
+            result.related = hits[:3]
+        result.timings = {
+            "retrieve_ms": round((retrieved - began) * 1000, 1),
+            "answer_ms": round((time.perf_counter() - retrieved) * 1000, 1),
+        }
+        yield from result.text.splitlines(keepends=True)
+        yield result
+
+    def as_runnable(self) -> Runnable[dict[str, Any], str | Answer]:
+        """LCEL: input {"question", "history": [{"role", "content"}]}; streams text, `invoke` gives the Answer."""
+        from langchain_core.runnables import RunnableLambda
+
+        def run(inputs: dict[str, Any]) -> Iterator[str | Answer]:
+            history = [Turn(str(t["role"]), str(t["content"])) for t in inputs.get("history", [])]
+            yield from self.stream(str(inputs["question"]), history)
+
+        return RunnableLambda(run, name="coopbot")

@@ -1,0 +1,329 @@
+"""BM25 over Chinese words, persisted in the data dir and kept in step with the Chroma collection.
+
+Text is matched in one form: half-width, one punctuation form, lower-case ASCII (`textnorm.for_matching`),
+simplified characters (`textnorm.to_simplified`, so a traditional question finds a simplified passage
+and back), then cut into words by jieba's search mode (whole words plus their dictionary sub-words, so
+科技成果转化 also matches 科技成果 and 转化). Punctuation, whitespace and a few question words are dropped.
+
+The index file (`data_dir/lexical/<collection>.json`) holds the words of every chunk by chunk id. Chunk
+ids derive from content, so a chunk's words never change: an update tokenises only new chunks, and
+the BM25 matrices (`bm25s`, sparse, scored without a Python loop over chunks) are rebuilt from the stored
+words in memory. The Chroma collection stays the source of truth: `sync` compares ids with it (metadata
+only) and fetches the texts of missing chunks, which heals a deleted, stale or foreign index file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from coopbot.config import Settings
+from coopbot.schema import embed_text
+from coopbot.textnorm import for_matching, to_simplified
+
+if TYPE_CHECKING:
+    from coopbot.embedding import ModelIdentity
+    from coopbot.store import ChunkStore
+
+FORMAT = 1  # layout of the index file
+TOKENIZER_VERSION = 1  # bump whenever `normalize` or `tokenize` changes what words a text gives
+_FETCH_PAGE = 500  # ids per Chroma `get` when fetching texts of missing chunks
+
+# Question words and particles: frequent in questions, rare in passages, so BM25 would weigh them as
+# rare evidence. Dropped on both sides (a passage's own 什么 or 的 carries no topic either).
+_STOPWORD_TEXT = (
+    "什么 哪些 哪个 哪里 哪儿 哪 如何 怎么 怎样 怎么样 为什么 为何 何时 何地 何种 多少 几 吗 呢 吧 啊 呀 "
+    "请问 的 了 是 在 和 与 及 或 之 其 有 为 被 把 对 从 于 以 也 都 就 而 着 过 这 那 该 此"
+)
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+_JIEBA_LOCK = threading.Lock()
+_JIEBA: list[Any] = []
+
+
+def _jieba() -> Any:
+    """jieba, initialised once and quietly (it logs its dictionary loading to stderr by default)."""
+    if not _JIEBA:
+        with _JIEBA_LOCK:
+            if not _JIEBA:
+                import jieba  # type: ignore[import-untyped]
+
+                jieba.setLogLevel(logging.WARNING)
+                jieba.initialize()
+                _JIEBA.append(jieba)
+    return _JIEBA[0]
+
+
+def _is_word(token: str) -> bool:
+    """A token with at least one letter or digit (CJK ideographs are letters): not punctuation or space."""
+    return any(ch.isalnum() for ch in token)
+
+
+def normalize(text: str) -> str:
+    """The form lexical matching works on: `for_matching`, then traditional -> simplified."""
+    return to_simplified(for_matching(text))
+
+
+def tokenize(text: str) -> list[str]:
+    """The words BM25 matches, in order (repeats kept): normalised, cut by jieba search mode.
+
+    Full-width and half-width forms, traditional and simplified characters, and ASCII case give the
+    same words; punctuation, whitespace and `STOPWORDS` are dropped.
+    """
+    words = _jieba().lcut_for_search(normalize(text))
+    return [w for token in words for w in token.split() if w not in STOPWORDS and _is_word(w)]
+
+
+def tokenizer_fingerprint() -> str:
+    """Changes with the tokeniser, so a stored index of another tokeniser's words is rebuilt, not mixed."""
+    import jieba
+
+    digest = hashlib.sha256(f"{FORMAT}/{TOKENIZER_VERSION}/{getattr(jieba, '__version__', '?')}/".encode())
+    digest.update(" ".join(sorted(STOPWORDS)).encode())
+    return digest.hexdigest()[:16]
+
+
+def index_path(settings: Settings) -> Path:
+    """The lexical index file of the configured collection."""
+    return settings.data_dir / "lexical" / f"{settings.collection}.json"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What a `sync` changed: chunk ids added (tokenised) and removed."""
+
+    added: int
+    removed: int
+    fetched: int  # texts read back from Chroma because the caller did not have them
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    """A chunk id with its BM25 score and 1-based rank."""
+
+    chunk_id: str
+    score: float
+    rank: int
+
+
+class LexicalIndex:
+    """Chunk id -> words, with a BM25 model built on demand; optionally stored in a file.
+
+    Thread-safe for concurrent searches; updates are expected from one thread at a time.
+    """
+
+    def __init__(self, path: Path | None = None, *, k1: float = 1.5, b: float = 0.75) -> None:
+        self.path = path
+        self.k1, self.b = k1, b
+        self._tokens: dict[str, list[str]] = {}
+        self._model: _Bm25 | None = None
+        self._lock = threading.Lock()
+        self.loaded_stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when last read/written
+
+    # -- contents ------------------------------------------------------------------------------------
+
+    @property
+    def ids(self) -> set[str]:
+        return set(self._tokens)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._tokens
+
+    def tokens(self, chunk_id: str) -> list[str]:
+        return self._tokens[chunk_id]
+
+    def update(self, added: Mapping[str, str], removed: Iterable[str] = ()) -> tuple[int, int]:
+        """Tokenise the texts of ids not yet held, forget `removed` ids. Returns (added, removed) counts."""
+        gone = [chunk_id for chunk_id in dict.fromkeys(removed) if chunk_id in self._tokens]
+        new = {chunk_id: text for chunk_id, text in added.items() if chunk_id not in self._tokens}
+        for chunk_id in gone:
+            del self._tokens[chunk_id]
+        for chunk_id, text in new.items():
+            self._tokens[chunk_id] = tokenize(text)
+        if gone or new:
+            self._model = None
+        return len(new), len(gone)
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, **bm25: float) -> LexicalIndex:
+        """The index stored at `path`; empty if the file is missing, unreadable or from another tokeniser."""
+        index = cls(path, **bm25)
+        try:
+            stat = path.stat()
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return index
+        if not isinstance(data, dict) or data.get("tokenizer") != tokenizer_fingerprint():
+            return index
+        chunks = data.get("chunks")
+        if isinstance(chunks, dict):
+            index._tokens = {str(k): str(v).split() for k, v in chunks.items()}
+        index.loaded_stamp = (stat.st_mtime_ns, stat.st_size)
+        return index
+
+    def save(self) -> None:
+        """Write the file atomically (temp file + rename): a reader never sees half an index."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "format": FORMAT,
+            "tokenizer": tokenizer_fingerprint(),
+            "chunks": {chunk_id: " ".join(words) for chunk_id, words in sorted(self._tokens.items())},
+        }
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            with temp.open("x", encoding="utf-8") as out:  # created with the usual permissions (umask)
+                json.dump(data, out, ensure_ascii=False, separators=(",", ":"))
+            os.replace(temp, self.path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        stat = self.path.stat()
+        self.loaded_stamp = (stat.st_mtime_ns, stat.st_size)
+
+    def file_changed(self) -> bool:
+        """The file was rewritten (by an ingest, or another process) since this index read or wrote it."""
+        if self.path is None:
+            return False
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return self.loaded_stamp is not None
+        return (stat.st_mtime_ns, stat.st_size) != self.loaded_stamp
+
+    # -- keeping in step with Chroma -----------------------------------------------------------------
+
+    def sync(
+        self,
+        store: ChunkStore,
+        identity: ModelIdentity,
+        *,
+        ids: Iterable[str] | None = None,
+        texts: Mapping[str, str] | None = None,
+    ) -> SyncReport:
+        """Make the held ids equal the collection's, then save if anything changed (or no file exists yet).
+
+        `ids`: the collection's chunk ids if the caller already knows them (else read, metadata only).
+        `texts`: embed texts the caller already has; the texts of other missing ids are read from Chroma.
+        """
+        wanted = set(ids) if ids is not None else set(store.records(identity))
+        texts = texts or {}
+        missing = [chunk_id for chunk_id in wanted if chunk_id not in self._tokens]
+        known = {chunk_id: texts[chunk_id] for chunk_id in missing if chunk_id in texts}
+        to_fetch = [chunk_id for chunk_id in missing if chunk_id not in known]
+        fetched = fetch_embed_texts(store, identity, to_fetch)
+        known.update(fetched)
+        added, removed = self.update(known, [chunk_id for chunk_id in self._tokens if chunk_id not in wanted])
+        if added or removed or (self.path is not None and not self.path.exists()):
+            self.save()
+        return SyncReport(added, removed, len(fetched))
+
+    # -- search --------------------------------------------------------------------------------------
+
+    def search(self, query: str, n: int) -> list[LexicalHit]:
+        """The n best chunks by BM25 (only chunks sharing at least one word with the query)."""
+        return self.query(tokenize(query), n).hits
+
+    def query(self, words: Sequence[str], n: int) -> LexicalResult:
+        """BM25 of every chunk for these words: the top n hits, the top-n score distribution, any chunk's score."""
+        model = self._bm25()
+        if model is None:
+            return LexicalResult([], np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32), {})
+        scores = model.scores(words)
+        n = min(max(n, 0), len(scores))
+        top = np.argpartition(-scores, n - 1)[:n] if 0 < n < len(scores) else np.arange(n)
+        top = top[np.lexsort((top, -scores[top]))]  # score descending, then index order
+        hits = [
+            LexicalHit(model.ids[i], float(scores[i]), rank)
+            for rank, i in enumerate(top.tolist(), start=1)
+            if scores[i] > 0
+        ]
+        return LexicalResult(hits, scores[top], scores, model.position)
+
+    def prepare(self) -> None:
+        """Load jieba's dictionary and build the BM25 matrices now (~1 s), not in the first search."""
+        _jieba()
+        self._bm25()
+
+    def _bm25(self) -> _Bm25 | None:
+        model = self._model
+        if model is None and self._tokens:
+            with self._lock:
+                if self._model is None:
+                    self._model = _Bm25(self._tokens, k1=self.k1, b=self.b)
+                model = self._model
+        return model
+
+
+@dataclass(frozen=True)
+class LexicalResult:
+    """One query's BM25 scores over the whole index."""
+
+    hits: list[LexicalHit]  # the top n chunks that share a word with the query, best first
+    top_scores: npt.NDArray[np.float32]  # the n highest scores, zeros included: the distribution fusion uses
+    _scores: npt.NDArray[np.float32]
+    _position: Mapping[str, int]
+
+    def score(self, chunk_id: str) -> float | None:
+        """Any indexed chunk's score (0.0: no shared word); None for a chunk the index does not hold."""
+        i = self._position.get(chunk_id)
+        return None if i is None else float(self._scores[i])
+
+
+class _Bm25:
+    """bm25s over a fixed set of chunks: sparse precomputed word x chunk scores, Lucene's BM25 variant."""
+
+    def __init__(self, tokens: Mapping[str, list[str]], *, k1: float, b: float) -> None:
+        import bm25s  # type: ignore[import-untyped]
+
+        self.ids = list(tokens)
+        self.position = {chunk_id: i for i, chunk_id in enumerate(self.ids)}
+        vocab: dict[str, int] = {"": 0}  # bm25s wants a non-empty vocabulary even if no chunk has a word
+        corpus = [[vocab.setdefault(word, len(vocab)) for word in words] for words in tokens.values()]
+        self.vocab = vocab
+        self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
+        self.model.scores = self.model.build_index_from_ids(list(vocab.values()), corpus, show_progress=False)
+        self.model.vocab_dict = vocab
+
+    def scores(self, words: Sequence[str]) -> npt.NDArray[np.float32]:
+        ids = [self.vocab[w] for w in words if w and w in self.vocab]
+        if not ids:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
+
+
+def fetch_embed_texts(store: ChunkStore, identity: ModelIdentity, ids: Iterable[str]) -> dict[str, str]:
+    """The embed texts (heading path + text) of the given chunk ids, read from the collection."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    collection = store.open(identity)
+    texts: dict[str, str] = {}
+    for start in range(0, len(ids), _FETCH_PAGE):
+        page = collection.get(ids=ids[start : start + _FETCH_PAGE], include=["documents", "metadatas"])
+        rows = zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+        for chunk_id, text, meta in rows:
+            heading = tuple(json.loads(str((meta or {}).get("heading_path", "[]"))))
+            texts[chunk_id] = embed_text(heading, text or "")
+    return texts

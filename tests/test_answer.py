@@ -1,0 +1,69 @@
+"""The citation checker, the refusal signals and question handling, on hand-made passages."""
+
+from __future__ import annotations
+
+import pytest
+
+from coopbot.answer import Evidence, assess, check_citations, is_covered, question_terms, support_score
+from coopbot.chain import QuestionError, clean_question
+from coopbot.config import Settings
+from coopbot.schema import Chunk, Hit
+
+PASSAGE_1 = (
+    "长三角生态绿色一体化发展示范区范围包括上海市青浦区、江苏省苏州市吴江区、浙江省嘉兴市嘉善县，面积约2300平方公里。"
+)
+PASSAGE_2 = "欧盟通过“地平线2020”计划，促进成员国之间的科研合作，推动技术创新和经济发展。"
+
+
+def _hit(text: str, rank: int, dense: int | None = None, lexical: int | None = None) -> Hit:
+    chunk = Chunk(f"c{rank}", "doc.md", "标题", ("标题",), text, 0, len(text), "h", rank)
+    return Hit(chunk, 0.9, rank, dense_rank=dense, lexical_rank=lexical)
+
+
+def test_verbatim_sentence_is_fully_supported() -> None:
+    assert support_score("面积约2300平方公里。", PASSAGE_1) == 1.0
+    assert support_score("面積約2300平方公里", PASSAGE_1) == 1.0  # traditional characters, no punctuation
+    assert support_score("欧盟通过地平线计划促进科研合作", PASSAGE_1) < 0.2
+
+
+def test_checker_drops_and_repoints_wrong_citations() -> None:
+    claims = [
+        ("示范区面积约2300平方公里。", [2]),  # cites the wrong passage: re-pointed to [1]
+        ("欧盟通过“地平线2020”计划促进成员国科研合作。", [2, 1]),  # [1] does not support it: dropped
+        ("示范区每年接待游客一亿人次。", [1]),  # nothing supports it
+    ]
+    verdicts = check_citations(claims, {1: PASSAGE_1, 2: PASSAGE_2}, threshold=0.6)
+    assert [v.citations for v in verdicts] == [(1,), (2,), ()]
+    assert [v.supported for v in verdicts] == [True, True, False]
+    assert verdicts[2].score < 0.6
+
+
+def test_checker_handles_duplicate_citations_and_empty_sentences() -> None:
+    verdicts = check_citations([("面积约2300平方公里", [1, 1]), ("", [1])], {1: PASSAGE_1}, threshold=0.6)
+    assert verdicts[0].citations == (1,)
+    assert not verdicts[1].supported
+
+
+def test_question_terms_drop_question_words() -> None:
+    terms = question_terms("请问长三角示范区的面积有多少？")
+    assert "面积" in terms and "长三角" in " ".join(terms)
+    assert not {"请问", "多少", "的", "有"} & set(terms)
+
+
+def test_coverage_separates_covered_from_off_topic() -> None:
+    settings = Settings()
+    hits = [_hit(PASSAGE_1, 1, dense=1, lexical=1), _hit(PASSAGE_2, 2)]
+    covered = assess("示范区的面积是多少平方公里？", hits)
+    assert covered.coverage >= 0.9 and covered.agreement
+    assert is_covered(covered, settings)
+    off_topic = assess("今天晚饭做红烧肉需要哪些调料？", hits)
+    assert off_topic.coverage < 0.3 and not is_covered(off_topic, settings)
+    assert not is_covered(Evidence(1.0, True, ()), settings)  # a question with no content words
+
+
+def test_clean_question() -> None:
+    assert clean_question("  长三角\x00一体化\n\t是什么？ ", 100) == ("长三角一体化 是什么？", [])
+    text, notices = clean_question("问" * 50, 10)
+    assert text == "问" * 10 and "10" in notices[0]
+    with pytest.raises(QuestionError, match="问题是空的"):
+        clean_question(" \n\x07 ", 100)
