@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from coopbot.answer import Evidence, assess, check_citations, is_covered, question_terms, support_score
+from coopbot.answer import (
+    Evidence,
+    answers_the_kind,
+    assess,
+    check_citations,
+    is_covered,
+    question_terms,
+    support_score,
+)
 from coopbot.chain import QuestionError, clean_question
 from coopbot.config import Settings
 from coopbot.schema import Chunk, Hit
@@ -67,3 +75,14 @@ def test_clean_question() -> None:
     assert text == "问" * 10 and "10" in notices[0]
     with pytest.raises(QuestionError, match="问题是空的"):
         clean_question(" \n\x07 ", 100)
+
+
+def test_answer_kind_must_match_what_is_asked() -> None:
+    assert answers_the_kind("条例从哪天开始施行？", "本条例自2024年5月1日起施行。")
+    assert not answers_the_kind("纲要是哪一年印发的？", "推动成渝地区双城经济圈建设。")
+    assert not answers_the_kind("执委会现任主任是谁？", "执委会负责示范区发展规划的编制。")
+    assert not answers_the_kind("办公室设在哪个城市？", "设立长三角区域合作办公室，建立合作平台。")
+    assert answers_the_kind("办公室设在哪个城市？", "领导小组办公室设在国家发展改革委。")
+    assert answers_the_kind("示范区包括哪些地方？", "包括青浦、吴江、嘉善。")  # no kind asked: nothing to check
+    # a question in two parts asks for two kinds of sentence: no single kind is required
+    assert answers_the_kind("规划期到哪一年？又提出了什么新要求？", "提出了更高要求。")

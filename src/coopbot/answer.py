@@ -191,6 +191,44 @@ def is_covered(evidence: Evidence, settings: Settings) -> bool:
     return evidence.agreement and evidence.coverage >= settings.refusal_min_coverage_agreed
 
 
+# What some questions ask for, and what an answer must then contain: an answer of the wrong kind
+# (a sentence about the office when asked where the office is) is not an answer.
+_ANSWER_KINDS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (  # a date: 哪一年 / 何时 / 什么时候 / 哪天
+        re.compile(r"哪一?年|何年|何时|什么时候|什么时间|哪一?天|几月|几号|哪个月|哪一?日"),
+        re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{1,2}\s*日|[〇零一二三四五六七八九]{4}年|[一二三四五六七八九十]{1,3}月"),
+    ),
+    (  # a person: 是谁 / 谁是 / 叫什么名字
+        re.compile(r"是谁|谁是|谁担任|叫什么名字|姓名"),
+        re.compile(r"同志|先生|女士|主任[^，。；、]{0,4}[由为是]|由[^，。；]{2,6}担任"),
+    ),
+    (  # a place: 设在哪 / 位于哪 / 在哪个城市
+        re.compile(r"设在哪|位于哪|坐落在哪|在哪个城市|在哪座城市|在哪个省|总部在哪|驻地"),
+        re.compile(r"设在|位于|坐落|驻在|总部"),
+    ),
+)
+
+
+_KIND_BONUS = 0.05  # a sentence of the asked-for kind outranks a slightly closer one that is not
+
+
+def answers_the_kind(question: str, text: str) -> bool:
+    """False when the question asks for a date, a person or a place and the answer holds none.
+
+    A sentence about the right topic but of the wrong kind (the office's tasks when asked where the
+    office is) is how an extractive answer goes wrong on facts the documents do not contain.
+    """
+    return all(found.search(text) for found in _kinds(question))
+
+
+def _kinds(question: str) -> list[re.Pattern[str]]:
+    """What a one-part question asks for; a question with several parts wants several kinds of sentence."""
+    asked = _matching_form(question)
+    if len([part for part in re.split(r"[?？]", asked) if part.strip()]) > 1:
+        return []
+    return [found for wants, found in _ANSWER_KINDS if wants.search(asked)]
+
+
 @dataclass(frozen=True)
 class _Candidate:
     hit: Hit
@@ -203,8 +241,14 @@ class _Candidate:
         return self.hit.chunk.text[self.start : self.end]
 
 
-def _candidates(question: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings) -> list[_Candidate]:
-    """Every sentence of the top passages, scored by embedding similarity plus lexical overlap."""
+def _candidates(
+    question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings
+) -> list[_Candidate]:
+    """Every sentence of the top passages, scored by embedding similarity plus lexical overlap.
+
+    `asked` is the user's own question (for a follow-up, `question` also holds the earlier one): it
+    says what kind of answer (date, person, place) to prefer.
+    """
     spans = [
         (hit, start, end)
         for hit in hits[: settings.answer_passages]
@@ -217,12 +261,15 @@ def _candidates(question: str, hits: Sequence[Hit], embedder: Embedder, settings
     vectors = embedder.embed_passages([hit.chunk.text[s:e] for hit, s, e in spans])
     similarity = vectors @ query_vector
     terms = [_matching_form(t) for t in question_terms(question)]
+    kinds = _kinds(asked)
     candidates = []
     for (hit, start, end), sim in zip(spans, similarity, strict=True):
         sentence = _matching_form(hit.chunk.text[start:end])
         overlap = sum(t in sentence for t in terms) / len(terms) if terms else 0.0
         prior = 1.0 / (hit.rank + 1)  # the retriever's ranking of the passage, as a tie-breaker
         score = float(sim) + settings.answer_lexical_weight * overlap + 0.02 * prior
+        if kinds and all(kind.search(hit.chunk.text[start:end]) for kind in kinds):
+            score += _KIND_BONUS
         candidates.append(_Candidate(hit, start, end, score))
     return sorted(candidates, key=lambda c: -c.score)
 
@@ -237,10 +284,13 @@ def _redundant(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
 
 
 def compose(
-    question: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings
+    question: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings, *, asked: str | None = None
 ) -> tuple[str, list[Citation], list[SentenceSupport]]:
-    """Pick the sentences that best answer the question, verbatim, grouped by passage, each with `[n]`."""
-    candidates = _candidates(question, hits, embedder, settings)
+    """Pick the sentences that best answer the question, verbatim, grouped by passage, each with `[n]`.
+
+    `question` is what was searched; `asked`, when given, is the user's own wording of it.
+    """
+    candidates = _candidates(question, asked or question, hits, embedder, settings)
     if not candidates:
         return "", [], []
     enumeration = bool(_ENUMERATION.search(_matching_form(question)))

@@ -79,11 +79,13 @@ class Assistant:
         evidence = answer.assess(query, hits)
         result = Answer(question=text, text="", citations=[], refused=True, query=query, notices=notices)
         if answer.is_covered(evidence, self.settings):
-            result.text, result.citations, result.support = answer.compose(query, hits, self.embedder, self.settings)
-            result.refused = not result.text
-        if result.refused:
+            result.text, result.citations, result.support = answer.compose(
+                query, hits, self.embedder, self.settings, asked=text
+            )
+            result.refused = not result.text or not answer.answers_the_kind(text, result.text)
+        if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
             result.text = answer.REFUSAL + (answer.RELATED_NOTE if hits else "")
-            result.related = hits[:3]
+            result.citations, result.support, result.related = [], [], hits[:3]
         result.timings = {
             "retrieve_ms": round((retrieved - began) * 1000, 1),
             "answer_ms": round((time.perf_counter() - retrieved) * 1000, 1),

@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         6, ge=1, le=30, description="Most sentences when the question asks for a list (哪些/哪几/有什么)."
     )
     answer_margin: float = Field(
-        0.03,
+        0.02,
         ge=0,
         le=1,
         description="A sentence joins the answer when its score is within this margin of the best sentence's.",
