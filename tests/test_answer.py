@@ -86,3 +86,14 @@ def test_answer_kind_must_match_what_is_asked() -> None:
     assert answers_the_kind("示范区包括哪些地方？", "包括青浦、吴江、嘉善。")  # no kind asked: nothing to check
     # a question in two parts asks for two kinds of sentence: no single kind is required
     assert answers_the_kind("规划期到哪一年？又提出了什么新要求？", "提出了更高要求。")
+
+
+def test_answer_points_and_gold_coverage() -> None:
+    from coopbot.evals import GoldQuote, covers, point_found
+
+    assert point_found("4.5%—5%", "增长目标为4.5%-5%左右。")  # dash variants and width are normalised
+    assert point_found("长三角", "長三角一體化")  # traditional answer text
+    assert not point_found("百分之五十", "不低于百分之五的比例")
+    gold = GoldQuote("a.md", "从该项科技成果转让净收入中提取不低于百分之五十的比例")
+    assert covers("将该项职务科技成果转让的，从该项科技成果转让净收入中提取不低于百分之五十的比例；", "a.md", gold)
+    assert not covers("从该项科技成果转让净收入中提取不低于百分之五十的比例", "b.md", gold)  # another file

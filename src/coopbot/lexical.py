@@ -29,7 +29,6 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.schema import embed_text
 from coopbot.textnorm import for_matching, to_simplified
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
 FORMAT = 1  # layout of the index file
 TOKENIZER_VERSION = 1  # bump whenever `normalize` or `tokenize` changes what words a text gives
-_FETCH_PAGE = 500  # ids per Chroma `get` when fetching texts of missing chunks
 
 # Question words and particles: frequent in questions, rare in passages, so BM25 would weigh them as
 # rare evidence. Dropped on both sides (a passage's own 什么 or 的 carries no topic either).
@@ -315,15 +313,5 @@ class _Bm25:
 
 def fetch_embed_texts(store: ChunkStore, identity: ModelIdentity, ids: Iterable[str]) -> dict[str, str]:
     """The embed texts (heading path + text) of the given chunk ids, read from the collection."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    collection = store.open(identity)
-    texts: dict[str, str] = {}
-    for start in range(0, len(ids), _FETCH_PAGE):
-        page = collection.get(ids=ids[start : start + _FETCH_PAGE], include=["documents", "metadatas"])
-        rows = zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
-        for chunk_id, text, meta in rows:
-            heading = tuple(json.loads(str((meta or {}).get("heading_path", "[]"))))
-            texts[chunk_id] = embed_text(heading, text or "")
-    return texts
+    chunks, _ = store.get(identity, list(ids))
+    return {chunk_id: chunk.embed_text for chunk_id, chunk in chunks.items()}

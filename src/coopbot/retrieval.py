@@ -22,7 +22,7 @@ from coopbot.config import Settings
 from coopbot.embedding import Embedder, load_embedder, model_identity
 from coopbot.lexical import LexicalIndex, SyncReport, index_path, tokenize
 from coopbot.schema import Chunk, Hit, hit_to_dict
-from coopbot.store import ChunkStore, _from_row
+from coopbot.store import ChunkStore
 from coopbot.textnorm import for_matching
 
 if TYPE_CHECKING:
@@ -271,15 +271,7 @@ class Retriever:
         vector, so every hybrid hit reports a dense score); forget ids the collection no longer has."""
         if not candidates:
             return
-        collection = self.store.open(self.identity)
-        include: list[Any] = ["documents", "metadatas"] + (["embeddings"] if vector is not None else [])
-        page = collection.get(ids=[c.chunk_id for c in candidates], include=include)
-        rows = zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
-        found = {chunk_id: _from_row(chunk_id, text or "", dict(meta or {})).chunk for chunk_id, text, meta in rows}
-        cosines: dict[str, float] = {}
-        if vector is not None and page.get("embeddings") is not None:
-            embeddings = np.asarray(page["embeddings"], dtype=np.float32)
-            cosines = dict(zip(page["ids"], (embeddings @ vector).tolist(), strict=True))
+        found, cosines = self.store.get(self.identity, [c.chunk_id for c in candidates], query=vector)
         for c in candidates:
             c.chunk = found.get(c.chunk_id)
             if c.chunk_id in cosines:

@@ -165,6 +165,23 @@ class ChunkStore:
         """Every chunk with its text, in collection order."""
         return [_from_row(chunk_id, text or "", dict(meta or {})) for chunk_id, text, meta in self._rows(identity)]
 
+    def get(
+        self, identity: ModelIdentity, ids: Sequence[str], *, query: npt.NDArray[np.float32] | None = None
+    ) -> tuple[dict[str, Chunk], dict[str, float]]:
+        """Chunks by id (missing ids are left out) and, given a unit query vector, each one's cosine to it."""
+        collection = self.open(identity)
+        include: list[Any] = ["documents", "metadatas"] + (["embeddings"] if query is not None else [])
+        chunks: dict[str, Chunk] = {}
+        cosines: dict[str, float] = {}
+        for start in range(0, len(ids), self._batch()):
+            page = collection.get(ids=list(ids[start : start + self._batch()]), include=include)
+            rows = zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+            chunks.update({cid: _from_row(cid, text or "", dict(meta or {})).chunk for cid, text, meta in rows})
+            if query is not None and page.get("embeddings") is not None:
+                vectors = np.asarray(page["embeddings"], dtype=np.float32)
+                cosines.update(zip(page["ids"], (vectors @ query).tolist(), strict=True))
+        return chunks, cosines
+
     def _rows(self, identity: ModelIdentity, include_text: bool = True) -> Iterator[tuple[str, str | None, Any]]:
         collection = self.open(identity)
         include: list[Any] = ["documents", "metadatas"] if include_text else ["metadatas"]
