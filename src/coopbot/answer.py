@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 from coopbot.chunking import split_sentences
 from coopbot.config import Settings
 from coopbot.embedding import Embedder
 from coopbot.lexical import tokenize
 from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
-from coopbot.textnorm import for_matching, to_simplified
+from coopbot.textnorm import char_bigrams, comparable, jaccard
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 RELATED_NOTE = "下面是最接近的资料，仅供参考，不作为答案的依据。"
@@ -113,12 +112,6 @@ _KEEP = re.compile(r"[0-9a-z\u3400-\u9fff]")
 _LIST_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]+[）)]|[一二三四五六七八九十]+、|\d+[.、．]|[①-⑳])")
 
 
-@cache
-def _matching_form(text: str) -> str:
-    """Simplified, half-width, punctuation-unified: the form all comparisons use."""
-    return to_simplified(for_matching(text))
-
-
 def question_terms(question: str) -> list[str]:
     """The content words of a question: tokens minus question words and punctuation, in order, unique."""
     seen: dict[str, None] = {}
@@ -128,15 +121,10 @@ def question_terms(question: str) -> list[str]:
     return list(seen)
 
 
-def _bigrams(text: str) -> set[str]:
-    kept = "".join(ch for ch in _matching_form(text) if _KEEP.match(ch))
-    return {kept[i : i + 2] for i in range(len(kept) - 1)} or ({kept} if kept else set())
-
-
 def support_score(sentence: str, passage: str) -> float:
     """Share of the sentence's character bigrams that occur in the passage (1.0: quoted verbatim)."""
-    wanted = _bigrams(sentence)
-    return len(wanted & _bigrams(passage)) / len(wanted) if wanted else 0.0
+    wanted = char_bigrams(sentence)
+    return len(wanted & char_bigrams(passage)) / len(wanted) if wanted else 0.0
 
 
 def check_citations(
@@ -171,10 +159,10 @@ class Evidence:
 def assess(question: str, hits: Sequence[Hit], top: int = 3) -> Evidence:
     """Rank and lexical signals, not a cosine threshold: e5 similarities are bunched and uncalibrated."""
     terms = question_terms(question)
-    text = _matching_form("\n".join(h.chunk.embed_text for h in hits[:top]))
+    text = comparable("\n".join(h.chunk.embed_text for h in hits[:top]))
     weights = {t: min(len(t), 4) for t in terms}
     total = sum(weights.values())
-    found = sum(w for t, w in weights.items() if _matching_form(t) in text)
+    found = sum(w for t, w in weights.items() if comparable(t) in text)
     agreement = any(
         h.dense_rank is not None and h.lexical_rank is not None and h.dense_rank <= 5 and h.lexical_rank <= 5
         for h in hits[:top]
@@ -223,7 +211,7 @@ def answers_the_kind(question: str, text: str) -> bool:
 
 def _kinds(question: str) -> list[re.Pattern[str]]:
     """What a one-part question asks for; a question with several parts wants several kinds of sentence."""
-    asked = _matching_form(question)
+    asked = comparable(question)
     if len([part for part in re.split(r"[?？]", asked) if part.strip()]) > 1:
         return []
     return [found for wants, found in _ANSWER_KINDS if wants.search(asked)]
@@ -260,11 +248,11 @@ def _candidates(
     query_vector = embedder.embed_queries([question])[0]
     vectors = embedder.embed_passages([hit.chunk.text[s:e] for hit, s, e in spans])
     similarity = vectors @ query_vector
-    terms = [_matching_form(t) for t in question_terms(question)]
+    terms = [comparable(t) for t in question_terms(question)]
     kinds = _kinds(asked)
     candidates = []
     for (hit, start, end), sim in zip(spans, similarity, strict=True):
-        sentence = _matching_form(hit.chunk.text[start:end])
+        sentence = comparable(hit.chunk.text[start:end])
         overlap = sum(t in sentence for t in terms) / len(terms) if terms else 0.0
         prior = 1.0 / (hit.rank + 1)  # the retriever's ranking of the passage, as a tie-breaker
         score = float(sim) + settings.answer_lexical_weight * overlap + 0.02 * prior
@@ -275,12 +263,8 @@ def _candidates(
 
 
 def _redundant(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
-    grams = _bigrams(candidate.text)
-    for other in chosen:
-        others = _bigrams(other.text)
-        if grams and len(grams & others) / len(grams | others) > 0.6:
-            return True
-    return False
+    grams = char_bigrams(candidate.text)
+    return any(jaccard(grams, char_bigrams(other.text)) > 0.6 for other in chosen)
 
 
 def compose(
@@ -293,7 +277,7 @@ def compose(
     candidates = _candidates(question, asked or question, hits, embedder, settings)
     if not candidates:
         return "", [], []
-    enumeration = bool(_ENUMERATION.search(_matching_form(question)))
+    enumeration = bool(_ENUMERATION.search(comparable(question)))
     limit = settings.answer_max_sentences_list if enumeration else settings.answer_max_sentences
     margin = settings.answer_margin * (2 if enumeration else 1)
     best = candidates[0].score

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coopbot.answer import support_score
 from coopbot.schema import Turn
-from coopbot.textnorm import for_matching, to_simplified
+from coopbot.textnorm import comparable
 
 
 class CaseError(ValueError):
@@ -94,4 +94,4 @@ def covers(passage: str, doc_file: str, gold: GoldQuote) -> bool:
 
 def point_found(point: str, answer_text: str) -> bool:
     """An answer point counts when it appears after width, punctuation and script normalisation."""
-    return to_simplified(for_matching(point)) in to_simplified(for_matching(answer_text))
+    return comparable(point) in comparable(answer_text)

@@ -29,14 +29,14 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.textnorm import for_matching, to_simplified
+from coopbot.textnorm import comparable
 
 if TYPE_CHECKING:
     from coopbot.embedding import ModelIdentity
     from coopbot.store import ChunkStore
 
 FORMAT = 1  # layout of the index file
-TOKENIZER_VERSION = 1  # bump whenever `normalize` or `tokenize` changes what words a text gives
+TOKENIZER_VERSION = 1  # bump whenever `textnorm.comparable` or `tokenize` changes what words a text gives
 
 # Question words and particles: frequent in questions, rare in passages, so BM25 would weigh them as
 # rare evidence. Dropped on both sides (a passage's own 什么 or 的 carries no topic either).
@@ -68,18 +68,13 @@ def _is_word(token: str) -> bool:
     return any(ch.isalnum() for ch in token)
 
 
-def normalize(text: str) -> str:
-    """The form lexical matching works on: `for_matching`, then traditional -> simplified."""
-    return to_simplified(for_matching(text))
-
-
 def tokenize(text: str) -> list[str]:
     """The words BM25 matches, in order (repeats kept): normalised, cut by jieba search mode.
 
     Full-width and half-width forms, traditional and simplified characters, and ASCII case give the
     same words; punctuation, whitespace and `STOPWORDS` are dropped.
     """
-    words = _jieba().lcut_for_search(normalize(text))
+    words = _jieba().lcut_for_search(comparable(text))
     return [w for token in words for w in token.split() if w not in STOPWORDS and _is_word(w)]
 
 

@@ -23,7 +23,7 @@ from coopbot.embedding import Embedder, load_embedder, model_identity
 from coopbot.lexical import LexicalIndex, SyncReport, index_path, tokenize
 from coopbot.schema import Chunk, Hit, hit_to_dict
 from coopbot.store import ChunkStore
-from coopbot.textnorm import for_matching
+from coopbot.textnorm import char_bigrams, jaccard
 
 if TYPE_CHECKING:
     from langchain_core.retrievers import BaseRetriever
@@ -126,20 +126,6 @@ def fuse(
             lexical - lexical_mean
         ) / lexical_sd
     return sorted(candidates, key=lambda c: (-c.score, c.dense_rank or 1 << 30, c.lexical_rank or 1 << 30))
-
-
-# -- near-duplicates ---------------------------------------------------------------------------------
-
-
-def _bigrams(text: str) -> frozenset[str]:
-    kept = "".join(ch for ch in for_matching(text) if ch.isalnum())
-    return frozenset(kept[i : i + 2] for i in range(len(kept) - 1))
-
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """|a & b| / |a | b| (0 for two empty sets)."""
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
 
 
 # -- the retriever -----------------------------------------------------------------------------------
@@ -246,7 +232,7 @@ class Retriever:
                 position += 1
                 if c.chunk is None:
                     continue
-                grams = _bigrams(c.chunk.text)
+                grams = char_bigrams(c.chunk.text)
                 if threshold < 1.0 and any(jaccard(grams, g) > threshold for _, g in chosen):
                     continue
                 chosen.append((c, grams))

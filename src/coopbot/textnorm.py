@@ -8,6 +8,7 @@ found in the normalised text points at the same place in the original. `strip_co
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable
 
@@ -114,3 +115,25 @@ def to_simplified(text: str) -> str:
 
         _T2S.append(opencc.OpenCC("t2s").convert)
     return _T2S[0](text)
+
+
+@functools.lru_cache(maxsize=8192)
+def comparable(text: str) -> str:
+    """Simplified characters in `for_matching` form: what every comparison (BM25 words, citation support,
+    question coverage, answer points) works on, so traditional and simplified, full and half width agree.
+
+    Cached (bounded): the same passages and sentences are compared again and again on the hot path.
+    """
+    return to_simplified(for_matching(text))
+
+
+def char_bigrams(text: str) -> frozenset[str]:
+    """Adjacent letter/digit pairs of `comparable(text)` (a lone character stands for itself)."""
+    kept = "".join(ch for ch in comparable(text) if ch.isalnum())
+    return frozenset(kept[i : i + 2] for i in range(len(kept) - 1)) or frozenset(kept and [kept])
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """|a & b| / |a | b| (0 for two empty sets)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
