@@ -19,7 +19,7 @@ from coopbot import chunking, loaders
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, load_embedder, model_identity
 from coopbot.ingest import NothingIndexedError, ingest, pipeline_fingerprint, reindex
-from coopbot.retrieval import dense_search
+from coopbot.retrieval import Retriever
 from coopbot.schema import Chunk
 from coopbot.store import ChunkStore, ModelMismatchError, StoredChunk
 
@@ -248,11 +248,11 @@ def test_model_mismatch_is_refused_with_reindex_hint(settings: Settings, embedde
     with pytest.raises(ModelMismatchError, match=r"coopbot reindex --force"):
         ingest(other, embedder=embedder)
     with pytest.raises(ModelMismatchError):
-        dense_search(other, "联席会议", embedder=embedder)
+        Retriever(other, embedder=embedder)
 
     report = reindex(other)
     assert report.chunks_added == report.chunks_total > 0
-    assert dense_search(other, "联席会议制度")[0].chunk.doc_id == "small.md"
+    assert Retriever(other).search("联席会议制度", mode="dense")[0].chunk.doc_id == "small.md"
 
 
 def test_chunk_settings_change_recuts_without_reembedding_same_text(settings: Settings, embedder: Embedder) -> None:
@@ -269,12 +269,13 @@ def test_dense_search_finds_the_passage(settings: Settings, embedder: Embedder) 
     shutil.copy(KNOWLEDGE / SEED, settings.knowledge_dir)
     shutil.copy(KNOWLEDGE / LAW, settings.knowledge_dir)
     ingest(settings, embedder=embedder)
-    hits = dense_search(settings, "欧盟用什么计划推动成员国科研合作？", k=3, embedder=embedder)
+    retriever = Retriever(settings, embedder=embedder)
+    hits = retriever.search("欧盟用什么计划推动成员国科研合作？", k=3, mode="dense")
     assert hits[0].chunk.doc_id == SEED and "地平线2020" in hits[0].chunk.text
     assert [h.rank for h in hits] == [1, 2, 3]
     assert hits[0].score >= hits[1].score >= hits[2].score
     with pytest.raises(ValueError, match="empty"):
-        dense_search(settings, "   ", embedder=embedder)
+        retriever.search("   ", mode="dense")
 
 
 def _coopbot(settings: Settings) -> tuple[list[str], dict[str, str]]:

@@ -15,7 +15,7 @@ import pytest
 
 from coopbot.config import Settings
 from coopbot.ingest import ingest
-from coopbot.retrieval import dense_search
+from coopbot.retrieval import Retriever
 from coopbot.store import ChunkStore, StoreError
 
 from .conftest import KNOWLEDGE
@@ -86,7 +86,7 @@ def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_se
     again = ingest(server)
     assert again.chunks_added == 0 and again.files_unchanged == 1
 
-    hits = dense_search(server, "跨区域创新合作面临哪些挑战？", k=3)
+    hits = Retriever(server).search("跨区域创新合作面临哪些挑战？", k=3)
     assert hits and hits[0].chunk.doc_id == SEED
     assert any("政策壁垒" in h.chunk.text or "挑战" in " ".join(h.chunk.heading_path) for h in hits)
 

@@ -35,29 +35,6 @@ EMPTY_QUESTION = "the question is empty: type a question, e.g. 长三角一体�
 _CHECK_SECONDS = 30.0  # how often a long-lived retriever checks that the lexical index matches the collection
 
 
-def dense_search(
-    settings: Settings,
-    question: str,
-    k: int = 5,
-    *,
-    store: ChunkStore | None = None,
-    embedder: Embedder | None = None,
-) -> list[Hit]:
-    """The k chunks whose vectors are closest to the question's (`query_prefix` applied)."""
-    question = _check_query(question, k)
-    embedder = embedder or load_embedder(settings)
-    store = store or ChunkStore(settings)
-    identity = model_identity(settings)
-    count = store.count(identity)
-    if count == 0:
-        return []
-    vector = embedder.embed_queries([question])[0]
-    return [
-        Hit(h.chunk, h.score, h.rank, dense_rank=h.rank, dense_score=h.score)
-        for h in store.query(identity, vector, min(k, count))
-    ]
-
-
 def _check_query(query: str, k: int) -> str:
     query = query.strip()
     if not query:
