@@ -61,6 +61,9 @@ def test_embedder_prefixes_and_normalises(settings: Settings) -> None:
     scores = passages @ queries[0]
     assert scores[0] > scores[1]
     assert embedder.embed_passages([]).shape == (0, 384)
+    remembered = embedder.embed_query("长三角一体化的战略定位是什么？")
+    assert np.allclose(remembered, queries[0], atol=1e-6)
+    assert embedder.embed_query("长三角一体化的战略定位是什么？") is remembered  # no second forward pass
 
 
 def test_identity_is_stable_and_cheap_for_folders(settings: Settings, model_dir: Path) -> None:

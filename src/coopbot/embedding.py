@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BUNDLED_FOLDER = "multilingual-e5-small"
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_RECENT_QUERIES = 64  # question vectors kept by `Embedder.embed_query`
 
 
 class EmbeddingError(RuntimeError):
@@ -108,6 +109,7 @@ class Embedder:
     def __init__(self, model: SentenceTransformer, settings: Settings) -> None:
         self.model = model
         self.settings = settings
+        self._recent_queries: dict[str, npt.NDArray[np.float32]] = {}
 
     @property
     def dimension(self) -> int:
@@ -124,6 +126,18 @@ class Embedder:
     def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors for questions, `query_prefix` prepended."""
         return self._encode([self.settings.query_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """One question's unit vector, remembered for the last few questions: retrieval and the answer
+        composer both need it, and a forward pass costs ~30 ms on a CPU."""
+        vector = self._recent_queries.get(text)
+        if vector is None:
+            vector = self.embed_queries([text])[0]
+            vector.flags.writeable = False  # shared between callers
+            self._recent_queries[text] = vector
+            while len(self._recent_queries) > _RECENT_QUERIES:
+                self._recent_queries.pop(next(iter(self._recent_queries)), None)
+        return vector
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         if not texts:

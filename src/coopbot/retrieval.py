@@ -164,7 +164,7 @@ class Retriever:
         n = max(self.settings.retrieval_candidates, k)
         candidates: dict[str, Candidate] = {}
         dense_top: list[float] = []
-        vector = self.embedder.embed_queries([query])[0] if mode in ("dense", "hybrid") else None
+        vector = self.embedder.embed_query(query) if mode in ("dense", "hybrid") else None
         if vector is not None:
             for hit in self._dense(vector, n):
                 candidates[hit.chunk.chunk_id] = Candidate(
