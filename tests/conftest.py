@@ -53,8 +53,21 @@ def settings(tmp_path: Path, model_dir: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", knowledge_dir=knowledge, embedding_model=str(model_dir))
 
 
+@pytest.fixture(scope="session")
+def kb_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Settings:
+    """Settings whose data dir holds the whole of knowledge/, indexed once per session (about 2.5 minutes).
+
+    Read-only for tests: a test that uploads, deletes or re-indexes works on its own copy.
+    """
+    from coopbot.ingest import ingest
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("kb"), knowledge_dir=KNOWLEDGE, embedding_model=str(model_dir))
+    ingest(settings)
+    return settings
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the real model is slow; `-m "not slow"` gives a quick loop."""
     for item in items:
-        if "model_dir" in getattr(item, "fixturenames", ()):
+        if {"model_dir", "kb_settings"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -7,15 +7,11 @@ be refused with nothing cited.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from coopbot.chain import Assistant, QuestionError
 from coopbot.config import Settings
 from coopbot.evals import QACase, covers, load_qa_cases
-from coopbot.ingest import ingest
 from coopbot.schema import Answer
 
 from .conftest import KNOWLEDGE, ROOT
@@ -39,11 +35,8 @@ KNOWN_FAILURES = {
 
 
 @pytest.fixture(scope="module")
-def assistant(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[Assistant]:
-    data_dir = tmp_path_factory.mktemp("kb")
-    settings = Settings(data_dir=data_dir, knowledge_dir=KNOWLEDGE, embedding_model=str(model_dir))
-    ingest(settings)
-    yield Assistant(settings)
+def assistant(kb_settings: Settings) -> Assistant:
+    return Assistant(kb_settings)
 
 
 def _marked(case: QACase) -> object:
