@@ -58,6 +58,11 @@ class Assistant:
         self.retriever = retriever or Retriever(settings, embedder=self.embedder)
         self.rewriter = rewriter
 
+    @property
+    def backend_name(self) -> str:
+        """The answer backend in use, shown by the UI and `/healthz`; `Answer.backend` names the one that answered."""
+        return "extractive"
+
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """The whole answer at once."""
         final = None
@@ -77,7 +82,9 @@ class Assistant:
         hits = self.retriever.search(query, k=self.settings.answer_top_k)
         retrieved = time.perf_counter()
         evidence = answer.assess(query, hits)
-        result = Answer(question=text, text="", citations=[], refused=True, query=query, notices=notices)
+        result = Answer(
+            question=text, text="", citations=[], refused=True, query=query, notices=notices, backend=self.backend_name
+        )
         if answer.is_covered(evidence, self.settings):
             result.text, result.citations, result.support = answer.compose(
                 query, hits, self.embedder, self.settings, asked=text
