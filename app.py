@@ -1,14 +1,10 @@
-"""Start coopbot: bring the index up to date with knowledge/, then chat.
+"""Start coopbot: bring the index up to date with knowledge/, then serve the web UI and the HTTP API.
 
-Until the web UI lands this is the terminal chat; `python app.py` stays the way to start the app.
+`python app.py` is `coopbot serve`: http://127.0.0.1:7860/ (COOPBOT_HOST, COOPBOT_PORT); the terminal
+chat is still `coopbot chat`.
 """
-
-import sys
 
 from coopbot.cli import app
 
 if __name__ == "__main__":
-    status = app(["ingest"], standalone_mode=False)
-    if status:
-        sys.exit(status)
-    app(["chat"])
+    app(["serve"])

@@ -25,4 +25,15 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
 fi
 echo "setup: installing coopbot[$extras]"
 pip_install -e ".[$extras]" torch==2.13.0
+# Browser tests of the web UI drive Debian's chromium (Playwright cannot download its own browser here);
+# a CJK font makes the screenshots legible.
+if [ "${1:-}" = "--dev" ] && { [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; }; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "setup: installing chromium and a CJK font (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null
+  else
+    echo "setup: warning: /usr/bin/chromium or a CJK font is missing; browser tests need: apt-get install chromium fonts-wqy-zenhei" >&2
+  fi
+fi
 echo "setup: done ($VENV)"

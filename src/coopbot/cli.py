@@ -318,6 +318,32 @@ def model_info_command(as_json: JsonFlag = False) -> None:
         console.print(json.dumps(payload, ensure_ascii=False, indent=2), highlight=False)
 
 
+# --- coopbot serve: the web UI and HTTP API ------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default: COOPBOT_HOST).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Listen port (default: COOPBOT_PORT).")] = None,
+) -> None:
+    """Bring the index up to date with the knowledge dir, then serve the web UI, /embed and the HTTP API."""
+    _offline_defaults()
+    from coopbot.embedding import EmbeddingError
+    from coopbot.server import serve
+    from coopbot.store import StoreError
+
+    settings = _settings()
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    try:
+        serve(settings)
+    except (StoreError, EmbeddingError) as exc:
+        _fail(str(exc))
+    except ImportError as exc:
+        _fail(f"the web UI needs its extra ({exc}): pip install 'coopbot[ui]'")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

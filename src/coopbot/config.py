@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -147,6 +147,50 @@ class Settings(BaseSettings):
     )
     history_turns: int = Field(
         4, ge=0, le=50, description="Recent conversation turns used to understand a follow-up question."
+    )
+
+    # -- web UI and HTTP API (`coopbot serve`) ---------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the web server listens on (`coopbot serve`, `python app.py`).")
+    port: int = Field(7860, ge=1, le=65535, description="Port the web server listens on.")
+    admin_token: SecretStr = Field(
+        SecretStr(""),
+        description="Token that unlocks upload, re-index and delete in the knowledge tab and the admin API. "
+        "Empty: those actions are off (listing stays).",
+    )
+    api_keys: list[SecretStr] = Field(
+        [],
+        description="Bearer keys the HTTP API (`/api/*`, `/v1/*`) requires (JSON list in the environment). "
+        "Empty: the API is open to whoever can reach the server.",
+    )
+    embed_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC secret of the embed tokens that `/embed` requires; the portal's backend mints tokens "
+        "with `POST /api/embed-token`. Empty: `/embed` is open.",
+    )
+    embed_token_ttl: int = Field(
+        900, ge=30, le=86_400, description="Seconds an embed token stays valid after it is minted."
+    )
+    frame_ancestors: list[str] = Field(
+        ["'self'"],
+        description="Origins allowed to show `/embed` in an iframe (CSP frame-ancestors), e.g. "
+        '`["\'self\'", "https://portal.example.org"]`. The full page can only be framed by itself.',
+    )
+    cors_origins: list[str] = Field(
+        [],
+        description="Origins whose pages may call the API and load the `<gradio-app>` web component (CORS).",
+    )
+    max_upload_mb: float = Field(20, gt=0, le=1024, description="Largest document the knowledge tab accepts, in MB.")
+    max_request_kb: int = Field(
+        256, ge=1, le=102_400, description="Largest JSON request body the API accepts, in KB (larger: 413)."
+    )
+    answer_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Answers computed at the same time; more requests wait their turn (the model is CPU-bound).",
+    )
+    answer_wait_seconds: float = Field(
+        30, gt=0, le=600, description="A request that waited this long for an answer slot gets 503 (server busy)."
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,382 @@
+"""The HTTP API: routes that translate JSON to `Service` calls and back; OpenAPI docs at `/docs`.
+
+Errors are JSON `{"error": {"code", "message"}}` with a 4xx status (503 when every answer slot is
+busy), never a bare 500: bodies are size-limited, questions validated, and each core error maps to
+a status here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coopbot.auth import AuthError, bearer
+from coopbot.chain import QuestionError
+from coopbot.documents import DocumentError
+from coopbot.ingest import NothingIndexedError
+from coopbot.schema import Answer, Turn, hit_to_dict
+from coopbot.service import Busy, Service
+
+MODEL_NAME = "coopbot"
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and a stable code, rendered as JSON."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+# -- request and response bodies ----------------------------------------------------------------------
+
+
+class ChatMessage(BaseModel):
+    role: Literal["user", "assistant", "system"]
+    content: str = Field(max_length=20_000)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=20_000, description="The question, in Chinese.")
+    history: list[ChatMessage] = Field(
+        default_factory=list, max_length=100, description="Earlier turns, oldest first, for follow-up questions."
+    )
+
+
+class EmbedTokenRequest(BaseModel):
+    subject: str = Field("", max_length=200, description="Who the token is for (free text, e.g. a portal user id).")
+    ttl: int | None = Field(None, ge=30, le=86_400, description="Seconds of validity (default: embed_token_ttl).")
+
+
+class OpenAIMessage(BaseModel):
+    role: str = Field(max_length=32)
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    """The OpenAI chat-completions request; fields coopbot has no use for (temperature...) are accepted and ignored."""
+
+    model: str = Field(MODEL_NAME, max_length=200)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=200)
+    stream: bool = False
+
+
+# -- middleware ---------------------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """413 for API request bodies over the limit, whether or not they declare a Content-Length."""
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path.startswith("/api/") or path.startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        limit = self.upload_limit if path.rstrip("/") == "/api/documents" else self.limit
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps(error_body("too_large", f"请求体太大：上限是 {limit // 1024} KB。"), ensure_ascii=False)
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body.encode("utf-8")})
+
+
+# -- the app ------------------------------------------------------------------------------------------
+
+
+def create_app(service: Service) -> FastAPI:
+    """The FastAPI app with every API route; `coopbot.server` mounts the Gradio pages on it."""
+    app = FastAPI(
+        title="coopbot API",
+        version="1",
+        description="中文知识库问答：带可核查引用的回答、检索、文档列表，以及与 OpenAI chat API 兼容的接口。",
+    )
+    settings = service.settings
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_request_kb * 1024,
+        upload_limit=int(settings.max_upload_mb * 1024 * 1024) + 64 * 1024,
+    )
+    _add_error_handlers(app)
+
+    def api_key(authorization: Annotated[str | None, Header()] = None) -> str:
+        token = bearer(authorization)
+        service.guard.check_api(token)
+        return token
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        service.guard.check_admin(bearer(authorization))
+
+    router = APIRouter(dependencies=[Depends(api_key)])
+
+    @app.get("/healthz", tags=["status"])
+    def healthz() -> dict[str, Any]:
+        """Alive and serving: the answer backend and the size of the index."""
+        return service.health()
+
+    @router.post("/api/ask", tags=["answers"])
+    def ask(body: AskRequest) -> dict[str, Any]:
+        """The whole answer at once: `Answer` as JSON (text with [n], citations, or a refusal with related passages)."""
+        return service.ask(body.question, _turns(body.history)).to_dict()
+
+    @router.post("/api/ask/stream", tags=["answers"], response_class=StreamingResponse)
+    def ask_stream(body: AskRequest) -> StreamingResponse:
+        """Server-Sent Events: `delta` events ({"text"}), then one `answer` event with the whole Answer."""
+        events = service.stream(body.question, _turns(body.history))
+        first = next(events)  # errors before the first byte (empty question, busy) become a status code
+        return _sse(_ask_events(first, events))
+
+    @router.get("/api/search", tags=["search"])
+    def search(
+        q: Annotated[str, Query(min_length=1, max_length=2000, description="The question or keywords.")],
+        k: Annotated[int, Query(ge=1, le=50, description="How many passages.")] = 5,
+    ) -> dict[str, Any]:
+        """The k best passages (hybrid BM25 + dense search), as `coopbot search --json` prints them."""
+        return {"query": q, "hits": [hit_to_dict(h) for h in service.search(q, k)]}
+
+    @router.get("/api/documents", tags=["documents"])
+    def documents() -> dict[str, Any]:
+        """Every indexed document: file, title, chunk count, when it was last indexed."""
+        return {"documents": [asdict(d) for d in service.knowledge.list()]}
+
+    @app.post("/api/documents", tags=["documents"], dependencies=[Depends(admin)])
+    def upload(file: Annotated[UploadFile, File(description="A .txt .md .html .pdf or .docx file.")]) -> dict[str, Any]:
+        """Add or replace a document in the knowledge dir and index it (admin token)."""
+        data = file.file.read(int(settings.max_upload_mb * 1024 * 1024) + 1)
+        name, report = service.knowledge.add(file.filename or "", data)
+        return {"doc_id": name, "report": _report(report)}
+
+    @app.delete("/api/documents/{doc_id:path}", tags=["documents"], dependencies=[Depends(admin)])
+    def delete(doc_id: str) -> dict[str, Any]:
+        """Remove a document from the index and, when it lives in the knowledge dir, its file (admin token)."""
+        return {"doc_id": doc_id, "chunks_removed": service.knowledge.delete(doc_id)}
+
+    @app.post("/api/reindex", tags=["documents"], dependencies=[Depends(admin)])
+    def reindex(force: bool = False) -> dict[str, Any]:
+        """Bring the index in step with the knowledge dir; `force` rebuilds it from scratch (admin token)."""
+        return {"report": _report(service.knowledge.update(force=force))}
+
+    @app.post("/api/embed-token", tags=["embedding"])
+    def embed_token(
+        body: EmbedTokenRequest, request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Mint a short-lived token for `/embed` (call from the portal's backend with an API key)."""
+        service.guard.check_mint(bearer(authorization))
+        token = service.guard.mint_embed_token(body.subject, body.ttl)
+        return {
+            "token": token.token,
+            "expires_at": token.expires_at,
+            "embed_url": str(request.base_url).rstrip("/") + f"/embed/?token={token.token}",
+        }
+
+    @router.get("/v1/models", tags=["openai"])
+    def models() -> dict[str, Any]:
+        """The one model this server answers as (OpenAI format)."""
+        return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "coopbot"}]}
+
+    @router.post("/v1/chat/completions", tags=["openai"], response_model=None)
+    def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
+        """OpenAI-compatible chat; citations travel in a top-level `citations` field (streaming: in the last chunk)."""
+        question, history = _openai_turns(body.messages)
+        events = service.stream(question, history)
+        first = next(events)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if body.stream:
+            return _sse(_completion_chunks(completion_id, created, first, events), done=True)
+        final = first if isinstance(first, Answer) else _last(events)
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": MODEL_NAME,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": final.text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            **_citation_fields(final),
+        }
+
+    app.include_router(router)
+    return app
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _turns(history: list[ChatMessage]) -> list[Turn]:
+    return [Turn(m.role, m.content) for m in history if m.role in ("user", "assistant")]
+
+
+def _openai_turns(messages: list[OpenAIMessage]) -> tuple[str, list[Turn]]:
+    """The last user message is the question; earlier user/assistant messages are the history."""
+    turns = [Turn(m.role, m.text()) for m in messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1].role != "user":
+        raise ApiError(422, "no_question", "messages 的最后一条必须是 user 消息（要回答的问题）。")
+    return turns[-1].content, turns[:-1]
+
+
+def _last(events: Iterator[str | Answer]) -> Answer:
+    final = None
+    for event in events:
+        if isinstance(event, Answer):
+            final = event
+    if final is None:  # pragma: no cover - the contract guarantees a final Answer
+        raise ApiError(500, "no_answer", "回答没有完成。")
+    return final
+
+
+def _citation_fields(answer: Answer) -> dict[str, Any]:
+    """What /v1/chat/completions adds to the OpenAI format: `citations`, and `coopbot` (refusal, related...)."""
+    data = answer.to_dict()
+    return {
+        "citations": data["citations"],
+        "coopbot": {key: data[key] for key in ("refused", "related", "backend", "query", "notices", "support")},
+    }
+
+
+def _report(report: Any) -> dict[str, Any]:
+    from coopbot.cli import report_dict
+
+    return report_dict(report)
+
+
+def _sse(events: Iterator[tuple[str, Any]], done: bool = False) -> StreamingResponse:
+    def encode() -> Iterator[str]:
+        try:
+            for name, data in events:
+                payload = json.dumps(data, ensure_ascii=False)
+                yield f"event: {name}\ndata: {payload}\n\n" if name else f"data: {payload}\n\n"
+        except Exception as exc:  # after the first byte the status is sent: report in-band
+            yield f"event: error\ndata: {json.dumps(error_body('stream_failed', str(exc)), ensure_ascii=False)}\n\n"
+        if done:
+            yield "data: [DONE]\n\n"
+
+    return StreamingResponse(
+        encode(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+def _ask_events(first: str | Answer, events: Iterator[str | Answer]) -> Iterator[tuple[str, Any]]:
+    for event in _chain(first, events):
+        if isinstance(event, Answer):
+            yield "answer", event.to_dict()
+        elif event:
+            yield "delta", {"text": event}
+
+
+def _completion_chunks(
+    completion_id: str, created: int, first: str | Answer, events: Iterator[str | Answer]
+) -> Iterator[tuple[str, Any]]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL_NAME,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+
+    yield "", chunk({"role": "assistant", "content": ""})
+    for event in _chain(first, events):
+        if isinstance(event, Answer):
+            yield "", chunk({}, "stop", **_citation_fields(event))
+        elif event:
+            yield "", chunk({"content": event})
+
+
+def _chain(first: str | Answer, events: Iterator[str | Answer]) -> Iterator[str | Answer]:
+    yield first
+    yield from events
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def respond(status: int, code: str, message: str) -> JSONResponse:
+        return JSONResponse(error_body(code, message), status_code=status)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return respond(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        response = respond(exc.status, "unauthorized" if exc.status == 401 else "forbidden", str(exc))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(QuestionError)
+    async def question_error(_: Request, exc: QuestionError) -> JSONResponse:
+        return respond(400, "bad_question", str(exc))
+
+    @app.exception_handler(DocumentError)
+    async def document_error(_: Request, exc: DocumentError) -> JSONResponse:
+        return respond(exc.status, "bad_document", str(exc))
+
+    @app.exception_handler(NothingIndexedError)
+    async def nothing_indexed(_: Request, exc: NothingIndexedError) -> JSONResponse:
+        return respond(400, "nothing_indexed", str(exc))
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse(error_body("busy", str(exc)), status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        return respond(422, "invalid_request", "请求格式不正确：" + "；".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return respond(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(ValueError)
+    async def value_error(_: Request, exc: ValueError) -> JSONResponse:
+        return respond(400, "bad_request", str(exc))

@@ -1,0 +1,248 @@
+"""The knowledge base as an admin sees it: list documents, add an uploaded file, re-index, delete.
+
+The UI's knowledge tab, the HTTP API and the CLI all call this; it reads what is indexed from the
+Chroma metadata (the collection is the source of truth) and changes the index only through
+`coopbot.ingest`, so uploads and deletions go through the same incremental pipeline as `coopbot ingest`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from coopbot import ingest, lexical, loaders
+from coopbot.config import Settings
+from coopbot.embedding import Embedder, model_identity
+from coopbot.schema import IngestReport
+from coopbot.store import ChunkStore
+
+# The upload formats the issue promises; .htm/.markdown are accepted as their twins.
+UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
+_UNSAFE = re.compile(r"[^\w\-. ()（）]+", re.UNICODE)
+_MAX_NAME = 120
+_STAMPS = "documents.json"
+
+
+class DocumentError(ValueError):
+    """An upload or deletion that cannot be done as asked; the message says why (HTTP 4xx)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One indexed document: where it came from, its title, how many chunks, when it was last indexed."""
+
+    doc_id: str  # the file's path relative to the folder it was ingested from
+    title: str
+    chunks: int
+    indexed_at: str  # local time this server first saw the current version indexed ('' unknown)
+    in_knowledge_dir: bool  # False for documents ingested from another folder (`coopbot ingest DIR`)
+
+
+def safe_filename(name: str) -> str:
+    """A plain file name for an upload: no folders, no traversal, no hidden files, a supported suffix.
+
+    Raises DocumentError for a name whose type cannot be indexed.
+    """
+    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
+    stem, dot, suffix = base.rpartition(".")
+    suffix = f".{suffix.lower()}" if dot else ""
+    if suffix not in UPLOAD_SUFFIXES:
+        raise DocumentError(f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 {' '.join(UPLOAD_SUFFIXES)} 文件。", 415)
+    stem = _UNSAFE.sub("_", stem).strip(" ._")
+    stem = re.sub(r"\.{2,}", ".", stem)[: _MAX_NAME - len(suffix)] or "document"
+    return stem + suffix
+
+
+class RWLock:
+    """Many readers (asks, searches) or one writer (an index change); a waiting writer goes first."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting_writers = 0
+
+    def acquire_read(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._writing and not self._waiting_writers, timeout) and self._add()
+
+    def _add(self) -> bool:
+        self._readers += 1
+        return True
+
+    def release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def acquire_write(self) -> None:
+        with self._cond:
+            self._waiting_writers += 1
+            try:
+                self._cond.wait_for(lambda: not self._writing and self._readers == 0)
+            finally:
+                self._waiting_writers -= 1
+            self._writing = True
+
+    def release_write(self) -> None:
+        with self._cond:
+            self._writing = False
+            self._cond.notify_all()
+
+    @property
+    def writing(self) -> bool:
+        return self._writing
+
+
+class KnowledgeBase:
+    """Admin operations on the index of `settings.knowledge_dir`, sharing the server's store and model."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ChunkStore | None = None,
+        embedder: Embedder | None = None,
+        lock: RWLock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store if store is not None else ChunkStore(settings)
+        self.embedder = embedder
+        self.lock = lock or RWLock()
+        self._stamps_lock = threading.Lock()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def list(self) -> list[DocumentInfo]:
+        """Every indexed document, by file name (metadata only: cheap even for a large collection)."""
+        by_doc: dict[str, list[dict[str, str | int]]] = defaultdict(list)
+        for record in self.store.records(model_identity(self.settings)).values():
+            by_doc[record.doc_id].append(record.metadata)
+        stamps = self._read_stamps()
+        home = str(self.settings.knowledge_dir.resolve())
+        docs = []
+        for doc_id, metas in sorted(by_doc.items()):
+            stamp = stamps.get(doc_id, {})
+            current = stamp.get("source_hash") == metas[0].get("source_hash")
+            docs.append(
+                DocumentInfo(
+                    doc_id=doc_id,
+                    title=str(metas[0].get("doc_title", doc_id)),
+                    chunks=len(metas),
+                    indexed_at=str(stamp.get("indexed_at", "")) if current else "",
+                    in_knowledge_dir=str(metas[0].get("root", "")) == home,
+                )
+            )
+        return docs
+
+    # -- changing ----------------------------------------------------------------------------------
+
+    def update(self, *, force: bool = False, progress: ingest.Progress | None = None) -> IngestReport:
+        """Bring the index in step with the knowledge dir (incremental), or rebuild it (`force`)."""
+        self.lock.acquire_write()
+        try:
+            if force:
+                self.store.drop()  # the shared store forgets its collection handle: readers reopen it
+            report = ingest.ingest(self.settings, store=self.store, embedder=self.embedder, progress=progress)
+        finally:
+            self.lock.release_write()
+        self._stamp()
+        return report
+
+    def add(self, filename: str, data: bytes, *, progress: ingest.Progress | None = None) -> tuple[str, IngestReport]:
+        """Check an uploaded file, save it under a safe name in the knowledge dir, and index it.
+
+        A same-named document is replaced. Raises DocumentError (with a reason to show) for a file
+        that is too large, of an unsupported type, or unreadable.
+        """
+        name = safe_filename(filename)
+        limit = int(self.settings.max_upload_mb * 1024 * 1024)
+        if len(data) > limit:
+            raise DocumentError(
+                f"文件太大（{len(data) / 1048576:.1f} MB）：上限是 {self.settings.max_upload_mb:g} MB。", 413
+            )
+        if not data:
+            raise DocumentError("文件是空的。")
+        folder = self.settings.knowledge_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        target = (folder / name).resolve()
+        if target.parent != folder.resolve():  # belt and braces: safe_filename already removed folders
+            raise DocumentError("文件名不安全。")
+        handle, temp_name = tempfile.mkstemp(prefix=".upload-", suffix=Path(name).suffix, dir=folder)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            try:
+                loaders.load_document(temp, name)  # refuse what ingestion would skip, with its reason
+            except loaders.LoadError as exc:
+                raise DocumentError(f"无法读取这个文件：{exc}") from exc
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return name, self.update(progress=progress)
+
+    def delete(self, doc_id: str, *, progress: ingest.Progress | None = None) -> int:
+        """Remove a document from the index (and its file, when it lives in the knowledge dir).
+
+        Returns the number of chunks removed; DocumentError(404) for an unknown document.
+        """
+        identity = model_identity(self.settings)
+        self.lock.acquire_write()
+        try:
+            ids = [r.chunk_id for r in self.store.records(identity).values() if r.doc_id == doc_id]
+            if not ids:
+                raise DocumentError(f"没有这个文档：{doc_id}", 404)
+            folder = self.settings.knowledge_dir.resolve()
+            path = (folder / doc_id).resolve()
+            if path.is_relative_to(folder) and path.is_file():
+                path.unlink()
+            self.store.delete(identity, ids)
+            index = lexical.LexicalIndex.load(lexical.index_path(self.settings))
+            index.sync(self.store, identity)
+        finally:
+            self.lock.release_write()
+        self._stamp()
+        return len(ids)
+
+    # -- when each document was last indexed -------------------------------------------------------
+
+    def _read_stamps(self) -> dict[str, dict[str, str]]:
+        path = self.settings.data_dir / _STAMPS
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _stamp(self) -> None:
+        """Record, per document, the file version now indexed and the time this server first saw it."""
+        with self._stamps_lock:
+            stamps = self._read_stamps()
+            now = time.strftime("%Y-%m-%d %H:%M:%S")
+            current: dict[str, dict[str, str]] = {}
+            for record in self.store.records(model_identity(self.settings)).values():
+                if record.doc_id in current:
+                    continue
+                source_hash = str(record.metadata.get("source_hash", ""))
+                old = stamps.get(record.doc_id, {})
+                keep = old.get("source_hash") == source_hash and old.get("indexed_at")
+                current[record.doc_id] = {"source_hash": source_hash, "indexed_at": old["indexed_at"] if keep else now}
+            path = self.settings.data_dir / _STAMPS
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_suffix(".tmp")
+            temp.write_text(json.dumps(current, ensure_ascii=False, indent=1), encoding="utf-8")
+            os.replace(temp, path)

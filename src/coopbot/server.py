@@ -1,0 +1,228 @@
+"""One server: FastAPI (the HTTP API) with the Gradio pages mounted at `/` and `/embed`.
+
+`serve()` is what `coopbot serve` and `python app.py` run: bring the index up to date with the
+knowledge dir (incremental, progress logged), build the shared `Service`, then run uvicorn on
+settings.host:settings.port. Nothing reaches the network: analytics are off and there is no share link.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from coopbot.config import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from coopbot.service import Service
+
+log = logging.getLogger("coopbot.server")
+
+
+def offline_environment() -> None:
+    """No analytics, no hub, no telemetry: set before gradio, transformers or chromadb are imported."""
+    for name, value in (
+        ("GRADIO_ANALYTICS_ENABLED", "False"),
+        ("HF_HUB_OFFLINE", "1"),
+        ("TRANSFORMERS_OFFLINE", "1"),
+        ("ANONYMIZED_TELEMETRY", "False"),
+        ("GRADIO_SSR_MODE", "False"),
+    ):
+        os.environ.setdefault(name, value)
+
+
+class ProgressLog:
+    """An ingest progress callback that logs each stage at most every few seconds and at its end."""
+
+    def __init__(self, every: float = 3.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self._last.get(stage, 0.0) >= self.every:
+            self._last[stage] = now
+            name = {"files": "文件", "chunks": "嵌入段落"}.get(stage, stage)
+            log.info("索引更新：%s %d/%d", name, done, total)
+
+
+def update_index(service: Service) -> None:
+    """Bring the index in step with the knowledge dir before serving; an empty folder is logged, not fatal."""
+    from coopbot.ingest import NothingIndexedError
+
+    began = time.perf_counter()
+    log.info("检查知识库 %s 与索引是否一致……", service.settings.knowledge_dir)
+    try:
+        report = service.knowledge.update(progress=ProgressLog())
+    except NothingIndexedError as exc:
+        log.warning("知识库里没有可索引的文档：%s", exc)
+        return
+    log.info(
+        "索引已是最新（%.1f 秒）：%d 个文件，%d 个段落；新增 %d，更新 %d，删除 %d，跳过 %d 个文件",
+        time.perf_counter() - began,
+        report.files_seen,
+        report.chunks_total,
+        report.chunks_added,
+        report.chunks_updated,
+        report.chunks_removed,
+        len(report.skipped),
+    )
+    for skipped in report.skipped:
+        log.warning("跳过 %s：%s", skipped.path, skipped.reason)
+
+
+def build_service(settings: Settings) -> Service:
+    """The shared Assistant (model loaded, lexical index synced) and its companions."""
+    from coopbot.service import Service
+
+    return Service(settings)
+
+
+def create_server(service: Service) -> FastAPI:
+    """The API routes, then `/embed` and `/` (Gradio), behind the page security headers."""
+    import gradio as gr
+    from fastapi.middleware.cors import CORSMiddleware
+
+    from coopbot import ui
+    from coopbot.api import create_app
+
+    settings = service.settings
+    app = create_app(service)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(PageGuard, service=service)
+    common = {
+        "max_file_size": int(settings.max_upload_mb * 1024 * 1024),
+        "footer_links": [],
+        "run_history": False,
+        "ssr_mode": False,
+        "mcp_server": False,
+        "theme": ui.theme(),
+        "css": ui.CSS,
+        "head": ui.HEAD,
+        "js": ui.JS,
+        "show_error": True,
+    }
+    embed_auth = (lambda request: embed_subject(service, request)) if service.guard.embed_protected else None
+    gr.mount_gradio_app(app, ui.build_embed(service), path="/embed", auth_dependency=embed_auth, **common)
+    gr.mount_gradio_app(app, ui.build_page(service), path="/", **common)
+    return app
+
+
+def embed_token_of(query: str, referer: str | None) -> str:
+    """The embed token from a request's query string, or from the page that made it (same-origin Referer):
+    Gradio's own requests (config, queue) carry the page URL as Referer or forward its query string."""
+    token = parse_qs(query).get("token", [""])[0]
+    if not token and referer:
+        token = parse_qs(urlsplit(referer).query).get("token", [""])[0]
+    return token
+
+
+def embed_subject(service: Service, request: object) -> str | None:
+    """Gradio `auth_dependency` of `/embed`: the token's subject (or "embed") when valid, None otherwise."""
+    from coopbot.auth import AuthError
+
+    query = str(getattr(getattr(request, "url", None), "query", "") or "")
+    headers = getattr(request, "headers", {})
+    try:
+        claims = service.guard.check_embed(embed_token_of(query, headers.get("referer")))
+    except AuthError:
+        return None
+    return (claims.subject if claims else "") or "embed"
+
+
+class PageGuard:
+    """Security headers for every response, and the embed-token check on the `/embed` page itself.
+
+    The full page may be framed only by itself; `/embed` by `frame_ancestors`. A request for the embed
+    page without a valid token gets a 401 page that says why (expired, missing, forged).
+    """
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app = app
+        self.service = service
+        ancestors = " ".join(service.settings.frame_ancestors) or "'none'"
+        self.embed_csp = f"frame-ancestors {ancestors}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        embed = path == "/embed" or path.startswith("/embed/")
+        if (
+            embed
+            and path in ("/embed", "/embed/")
+            and scope.get("method") == "GET"
+            and self.service.guard.embed_protected
+        ):
+            from coopbot.auth import AuthError
+
+            query = scope.get("query_string", b"").decode("latin-1")
+            try:
+                self.service.guard.check_embed(embed_token_of(query, None))
+            except AuthError as exc:
+                await _denied(send, str(exc))
+                return
+
+        async def with_headers(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))  # type: ignore[call-overload]
+                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"referrer-policy", b"same-origin"))
+                if embed:
+                    headers.append((b"content-security-policy", self.embed_csp))
+                else:
+                    headers.append((b"content-security-policy", b"frame-ancestors 'self'"))
+                    headers.append((b"x-frame-options", b"SAMEORIGIN"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)  # type: ignore[arg-type]
+
+
+async def _denied(send: Send, reason: str) -> None:
+    page = (
+        '<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>无法打开问答</title>'
+        '<body style="font-family:sans-serif;padding:2em"><h3>无法打开问答</h3>'
+        f'<p id="reason">{html.escape(reason)}</p>'
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")],
+        }
+    )
+    await send({"type": "http.response.body", "body": page})
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Update the index, build everything, and serve until interrupted."""
+    offline_environment()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    began = time.perf_counter()
+    settings = settings or Settings()
+    service = build_service(settings)
+    update_index(service)
+    app = create_server(service)
+    log.info(
+        "coopbot 已就绪（%.1f 秒）：http://%s:%d/  嵌入页 /embed  API 文档 /docs",
+        time.perf_counter() - began,
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=3)
