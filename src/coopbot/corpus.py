@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -194,12 +194,18 @@ def index_eval_set(
 
 @dataclass
 class RetrievalScores:
-    """Recall@k, MRR@10 and per-query latency of one retriever mode over one set's queries."""
+    """Recall@k, MRR@10, nDCG@10 and per-query latency of one retriever mode over one set's queries."""
 
     mode: str
     queries: int = 0
-    found_at: list[int | None] = field(default_factory=list)  # 1-based rank of the first gold hit, per query
+    gold_ranks: list[tuple[int, ...]] = field(default_factory=list)  # 1-based ranks of the gold hits, per query
+    gold_counts: list[int] = field(default_factory=list)  # gold passages per query
     seconds: list[float] = field(default_factory=list)
+
+    @property
+    def found_at(self) -> list[int | None]:
+        """1-based rank of the first gold hit, per query (None: not retrieved)."""
+        return [ranks[0] if ranks else None for ranks in self.gold_ranks]
 
     def recall(self, k: int) -> float:
         """Share of queries with a gold passage in the top k."""
@@ -208,6 +214,15 @@ class RetrievalScores:
     def mrr(self, k: int = 10) -> float:
         """Mean reciprocal rank of the first gold passage, 0 beyond rank k."""
         return sum(1 / r for r in self.found_at if r is not None and r <= k) / max(len(self.found_at), 1)
+
+    def ndcg(self, k: int = 10) -> float:
+        """Mean nDCG@k with binary relevance: every gold passage counts, ideally all ranked first."""
+        total = 0.0
+        for ranks, wanted in zip(self.gold_ranks, self.gold_counts, strict=True):
+            dcg = sum(1 / math.log2(r + 1) for r in ranks if r <= k)
+            ideal = sum(1 / math.log2(r + 1) for r in range(1, min(wanted, k) + 1))
+            total += dcg / ideal if ideal else 0.0
+        return total / max(len(self.gold_ranks), 1)
 
     def latency_ms(self, quantile: float) -> float:
         """Latency quantile in milliseconds (0.5: median)."""
@@ -220,13 +235,10 @@ class RetrievalScores:
         return statistics.fmean(self.seconds) * 1000 if self.seconds else math.nan
 
 
-def first_gold_rank(hits: Iterable[Hit], gold_ids: Sequence[str]) -> int | None:
-    """1-based position of the first hit whose chunk is a gold passage, None if none is."""
+def gold_ranks(hits: Iterable[Hit], gold_ids: Sequence[str]) -> tuple[int, ...]:
+    """1-based positions of the hits whose chunk is a gold passage, in order."""
     gold = set(gold_ids)
-    for position, hit in enumerate(hits, start=1):
-        if hit.chunk.chunk_id in gold:
-            return position
-    return None
+    return tuple(position for position, hit in enumerate(hits, start=1) if hit.chunk.chunk_id in gold)
 
 
 def evaluate_retrieval(
@@ -238,7 +250,8 @@ def evaluate_retrieval(
         begin = time.perf_counter()
         hits = retriever.search(query.question, k, mode=mode)
         scores.seconds.append(time.perf_counter() - begin)
-        scores.found_at.append(first_gold_rank(hits, query.gold_ids))
+        scores.gold_ranks.append(gold_ranks(hits, query.gold_ids))
+        scores.gold_counts.append(len(set(query.gold_ids)))
     return scores
 
 
@@ -291,3 +304,24 @@ def evaluate_set(
     for mode in modes:
         result.scores[mode] = evaluate_retrieval(retriever, eval_set.queries, mode, k=k)
     return result
+
+
+def retrieval_summary(result: SetResult, default: str) -> dict[str, Any]:
+    """The stable `coopbot eval retrieval --json` form of one set's result."""
+    return {
+        "dataset": result.name,
+        "corpus_size": result.passages,
+        "queries": next(iter(result.scores.values())).queries if result.scores else 0,
+        "default": default,
+        "retrievers": {
+            mode: {
+                "recall@1": round(s.recall(1), 4),
+                "recall@5": round(s.recall(5), 4),
+                "recall@10": round(s.recall(10), 4),
+                "mrr@10": round(s.mrr(10), 4),
+                "ndcg@10": round(s.ndcg(10), 4),
+                "latency_ms": {"p50": round(s.latency_ms(0.5), 1), "p95": round(s.latency_ms(0.95), 1)},
+            }
+            for mode, s in result.scores.items()
+        },
+    }
