@@ -66,6 +66,24 @@ def test_embedder_prefixes_and_normalises(settings: Settings) -> None:
     assert embedder.embed_query("长三角一体化的战略定位是什么？") is remembered  # no second forward pass
 
 
+def test_sentence_vectors_are_cached_and_identical_to_fresh_ones(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = load_embedder(settings)
+    sentences = ["长三角一体化发展。", "科技成果转化。", "长三角一体化发展。"]
+    first = embedder.embed_sentences(sentences)
+    assert first.shape == (3, embedder.dimension)
+    assert np.allclose(first, embedder.embed_passages(sentences), atol=1e-5)
+    assert np.array_equal(first[0], first[2])
+
+    def no_model(texts: object) -> None:
+        raise AssertionError("encoded again instead of served from the cache")
+
+    monkeypatch.setattr(embedder, "embed_passages", no_model)
+    assert np.array_equal(embedder.embed_sentences(sentences[:2]), first[:2])
+    assert embedder.embed_sentences([]).shape == (0, embedder.dimension)
+
+
 def test_identity_is_stable_and_cheap_for_folders(settings: Settings, model_dir: Path) -> None:
     first = model_identity(settings)
     again = model_identity(settings)

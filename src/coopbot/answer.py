@@ -246,7 +246,7 @@ def _candidates(
     if not spans:
         return []
     query_vector = embedder.embed_query(question)
-    vectors = embedder.embed_passages([hit.chunk.text[s:e] for hit, s, e in spans])
+    vectors = embedder.embed_sentences([hit.chunk.text[s:e] for hit, s, e in spans])
     similarity = vectors @ query_vector
     terms = [comparable(t) for t in question_terms(question)]
     kinds = _kinds(asked)

@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ BUNDLED_FOLDER = "multilingual-e5-small"
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _RECENT_QUERIES = 64  # question vectors kept by `Embedder.embed_query`
+_SENTENCE_CACHE = 50_000  # sentence vectors kept by `Embedder.embed_sentences` (~1.5 KB each)
 
 
 class EmbeddingError(RuntimeError):
@@ -110,6 +113,8 @@ class Embedder:
         self.model = model
         self.settings = settings
         self._recent_queries: dict[str, npt.NDArray[np.float32]] = {}
+        self._sentences: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._sentences_lock = threading.Lock()
 
     @property
     def dimension(self) -> int:
@@ -138,6 +143,28 @@ class Embedder:
             while len(self._recent_queries) > _RECENT_QUERIES:
                 self._recent_queries.pop(next(iter(self._recent_queries)), None)
         return vector
+
+    def embed_sentences(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit vectors for sentences of stored passages (as passages), remembered in a bounded cache.
+
+        The answer composer scores every sentence of the top passages for each question; the same
+        passages come back question after question, so most of its forward passes are repeats.
+        """
+        with self._sentences_lock:
+            known = {t: self._sentences[t] for t in texts if t in self._sentences}
+            for text in known:
+                self._sentences.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = self.embed_passages(missing)
+            with self._sentences_lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    known[text] = self._sentences[text] = vector
+                while len(self._sentences) > _SENTENCE_CACHE:
+                    self._sentences.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([known[t] for t in texts])
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         if not texts:
@@ -207,6 +234,28 @@ class CachedEmbedder(Embedder):
         self._db.commit()
         self.hits = 0
         self.misses = 0
+
+    def embed_sentences(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Unit vectors for sentences of stored passages (as passages), remembered in a bounded cache.
+
+        The answer composer scores every sentence of the top passages for each question; the same
+        passages come back question after question, so most of its forward passes are repeats.
+        """
+        with self._sentences_lock:
+            known = {t: self._sentences[t] for t in texts if t in self._sentences}
+            for text in known:
+                self._sentences.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = self.embed_passages(missing)
+            with self._sentences_lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    known[text] = self._sentences[text] = vector
+                while len(self._sentences) > _SENTENCE_CACHE:
+                    self._sentences.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([known[t] for t in texts])
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         if not texts:

@@ -1,0 +1,79 @@
+"""The evaluation suite as CI runs it: the real `coopbot eval` commands with `--check evals/thresholds.toml`.
+
+The QA suite runs over the session's index of knowledge/ and the retrieval suite over the shared
+CMRC 2018 and DRCD dev sets (read in place from ../shared). A metric below its floor fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coopbot.config import Settings
+from coopbot.corpus import RetrievalScores
+
+from .conftest import ROOT
+
+THRESHOLDS = ROOT / "evals" / "thresholds.toml"
+DATASETS = ROOT.parent / "shared" / "datasets"
+GATED_SETS = ("cmrc2018-trial", "drcd-dev")
+
+
+def coopbot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("coopbot")), *args]  # the installed console script
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=1800)
+
+
+def test_qa_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path) -> None:
+    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model}
+    report = tmp_path / "report"
+    run = coopbot(
+        "eval", "qa", "evals/qa/knowledge.jsonl", "--json", "--report", str(report), "--check", str(THRESHOLDS), env=env
+    )
+    print(run.stderr[-4000:])
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(run.stdout)
+    assert figures["backend"] == "extractive" and figures["cases"] >= 80
+    assert {"fact", "list", "cross", "followup", "unanswerable", "traditional", "noisy"} <= set(figures["by_kind"])
+    for value in (v for k, v in figures["overall"].items() if k not in ("cases", "latency_ms")):
+        assert value is None or 0.0 <= value <= 1.0
+    assert "gate passed" in run.stderr
+    assert {p.name for p in report.iterdir()} >= {"results.jsonl", "report.md", "report.html", "summary.json"}
+
+
+def test_a_raised_floor_fails_the_gate_naming_the_metric(kb_settings: Settings, tmp_path: Path) -> None:
+    """The same run against an impossible floor exits 1 and names it: the gate can fail."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[qa.by_kind.list]\n"hit@5" = 1.01\n', encoding="utf-8")
+    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model}
+    run = coopbot("eval", "qa", "evals/qa/knowledge.jsonl", "--kinds", "list", "--check", str(strict), env=env)
+    assert run.returncode == 1
+    assert "qa.by_kind.list.hit@5" in run.stderr and "below its floor 1.01" in run.stderr
+
+
+@pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is not beside this checkout")
+def test_retrieval_suite_meets_its_floors(model_dir: Path, tmp_path: Path) -> None:
+    env = {"COOPBOT_DATA_DIR": str(tmp_path), "COOPBOT_EMBEDDING_MODEL": str(model_dir)}
+    for name in GATED_SETS:
+        run = coopbot("eval", "retrieval", str(DATASETS / name), "--json", "--check", str(THRESHOLDS), env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        figures = json.loads(run.stdout)
+        assert figures["dataset"] == name and figures["default"] == "hybrid"
+        assert set(figures["retrievers"]) == {"bm25", "dense", "hybrid"}
+        hybrid = figures["retrievers"]["hybrid"]
+        assert set(hybrid) == {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "latency_ms"}
+        assert hybrid["recall@1"] <= hybrid["recall@5"] <= hybrid["recall@10"]
+
+
+def test_ndcg_counts_every_gold_passage() -> None:
+    scores = RetrievalScores("hybrid", gold_ranks=[(1,), (3,), (), (1, 2)], gold_counts=[1, 1, 1, 2])
+    expected = (1.0 + 0.5 + 0.0 + 1.0) / 4  # rank 3 -> 1/log2(4); both golds first -> ideal
+    assert scores.ndcg(10) == pytest.approx(expected)
+    assert scores.recall(1) == 0.5 and scores.recall(5) == 0.75
+    assert scores.mrr(10) == pytest.approx((1 + 1 / 3 + 0 + 1) / 4)
+    assert RetrievalScores("x", gold_ranks=[(11,)], gold_counts=[1]).ndcg(10) == 0.0
