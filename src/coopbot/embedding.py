@@ -168,6 +168,75 @@ class Embedder:
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.settings.embed_batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def weights_fingerprint(self) -> str:
+        """sha256 over the model's parameters, for models that have no local folder to hash."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:32]
+
+
+_LOADED: dict[tuple[str, str, str], Embedder] = {}
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """Load (once per process) the configured model; hub models load only where a hub is reachable."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    location = model_location(settings)
+    key = (location, settings.query_prefix, settings.passage_prefix)
+    if key in _LOADED:
+        return _LOADED[key]
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise EmbeddingError(f"sentence-transformers cannot be imported ({exc}): pip install coopbot") from exc
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        model = SentenceTransformer(location, device="cpu")
+    except OSError as exc:
+        raise EmbeddingError(
+            f"cannot load embedding model {location!r}: {exc}. Use a local sentence-transformers folder, "
+            f"or the bundled model (COOPBOT_EMBEDDING_MODEL={BUNDLED_MODEL}) when no hub is reachable."
+        ) from exc
+    embedder = Embedder(model, settings)
+    _LOADED[key] = embedder
+    return embedder
+
+
+class CachedEmbedder(Embedder):
+    """An `Embedder` that remembers every vector it computed, on disk, across runs (opt-in).
+
+    Vectors are keyed by the model fingerprint and the sha256 of the exact text the model sees (prefix
+    included), in one sqlite file per model under `data_dir/cache/embeddings/`. Re-indexing the same
+    passages (benchmarks, evaluations) then costs a lookup instead of a forward pass. Ingestion does not
+    use it unless handed one: the Chroma collection already is its cache.
+    """
+
+    def __init__(self, model: SentenceTransformer, settings: Settings, path: Path) -> None:
+        super().__init__(model, settings)
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        self._db.commit()
+        self.hits = 0
+        self.misses = 0
+
+    def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if not texts:
             return super()._encode(texts)
         keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
         found: dict[bytes, npt.NDArray[np.float32]] = {}
