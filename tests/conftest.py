@@ -71,3 +71,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"model_dir", "kb_settings"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+from .web_fixtures import web_server  # noqa: E402, F401 - one real web server per session for test_api/test_ui

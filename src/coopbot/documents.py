@@ -47,7 +47,7 @@ class DocumentInfo:
     title: str
     chunks: int
     indexed_at: str  # local time this server first saw the current version indexed ('' unknown)
-    in_knowledge_dir: bool  # False for documents ingested from another folder (`coopbot ingest DIR`)
+    in_knowledge_dir: bool  # its file is in the knowledge dir (False: from another folder, `coopbot ingest DIR`)
 
 
 def safe_filename(name: str) -> str:
@@ -132,7 +132,7 @@ class KnowledgeBase:
         for record in self.store.records(model_identity(self.settings)).values():
             by_doc[record.doc_id].append(record.metadata)
         stamps = self._read_stamps()
-        home = str(self.settings.knowledge_dir.resolve())
+        home = self.settings.knowledge_dir.resolve()
         docs = []
         for doc_id, metas in sorted(by_doc.items()):
             stamp = stamps.get(doc_id, {})
@@ -143,7 +143,7 @@ class KnowledgeBase:
                     title=str(metas[0].get("doc_title", doc_id)),
                     chunks=len(metas),
                     indexed_at=str(stamp.get("indexed_at", "")) if current else "",
-                    in_knowledge_dir=str(metas[0].get("root", "")) == home,
+                    in_knowledge_dir=(home / doc_id).resolve().is_file(),
                 )
             )
         return docs

@@ -31,7 +31,8 @@ EXAMPLES = [
 ]
 
 CSS = """
-.coopbot-sources { font-size: 0.92em; line-height: 1.6; }
+.coopbot-sources { font-size: 0.92em; line-height: 1.6; max-height: 78vh; overflow-y: auto; }
+.coopbot-q { cursor: pointer; }
 .coopbot-turn { margin-bottom: 1em; }
 .coopbot-q { font-weight: 600; margin: 0.4em 0; }
 .coopbot-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.5em 0.7em;
@@ -65,6 +66,8 @@ JS = """
         (root.querySelectorAll ? root : document).querySelectorAll('.coopbot-active')
           .forEach((node) => node.classList.remove('coopbot-active'));
         if (target) {
+          const fold = target.closest('details');
+          if (fold) fold.open = true;
           target.classList.add('coopbot-active');
           target.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
         }
@@ -76,7 +79,7 @@ JS = """
 """
 HEAD = '<meta name="referrer" content="same-origin">'
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$])")
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")  # < > & are left to html.escape
 _MARKER = re.compile(r"\\\[(\d{1,3})\\\]")
 
 
@@ -171,8 +174,9 @@ def render_sources(session: Session) -> str:
     for turn in range(len(session.exchanges), 0, -1):
         exchange = session.exchanges[turn - 1]
         answer = exchange.answer
-        parts.append(f'<div class="coopbot-turn" data-turn="{turn}">')
-        parts.append(f'<div class="coopbot-q">第 {turn} 问：{html.escape(exchange.question)}</div>')
+        latest = turn == len(session.exchanges)  # older turns start folded; a click on their [n] unfolds them
+        parts.append(f'<details class="coopbot-turn" data-turn="{turn}"{" open" if latest else ""}>')
+        parts.append(f'<summary class="coopbot-q">第 {turn} 问：{html.escape(exchange.question)}</summary>')
         if answer.refused:
             if answer.related:
                 parts.append(
@@ -183,7 +187,7 @@ def render_sources(session: Session) -> str:
                 parts.append("</div>")
         else:
             parts += [render_citation(turn, citation) for citation in answer.citations]
-        parts.append("</div>")
+        parts.append("</details>")
     parts.append("</div>")
     return "".join(parts)
 
@@ -379,6 +383,7 @@ def _knowledge_tab(service: Service) -> None:
                 file_types=[".txt", ".md", ".html", ".htm", ".pdf", ".docx"],
                 file_count="single",
                 interactive=admin,
+                elem_id="coopbot-upload",
             )
             add = gr.Button("上传并索引", variant="primary", interactive=admin)
         with gr.Column():
