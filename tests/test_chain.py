@@ -27,12 +27,10 @@ KNOWN_FAILURES = {
     "kb-026": "needs two articles from two laws; one is retrieved",
     "kb-032": "follow-up about a law's revision year: the rewritten query finds other articles",
     "kb-034": "follow-up about PM2.5: the rewritten query lands in another report",
-    "kb-035": "follow-up: the composer quotes the lead-in article, not item (三)",
     "kb-041": "typo 长山角: the composer picks a neighbouring sentence",
     "kb-044": "mixed English (gdp, target): too few Chinese question words: refused",
     "kb-046": "on-topic but absent fact (雄安新区面积): a number of the right unit about another area is quoted",
     "kb-058": "R&D expenses tax relief (科技进步法第四十一条) is not retrieved; neighbouring articles only: refused",
-    "kb-081": "follow-up 研发投入强度呢 (no 那) is not detected, so not rewritten: Guangdong's figures are quoted",
     "kb-091": "on-topic but absent fact (全国新能源汽车产量): the 占全球比重 sentence is quoted, no refusal",
     "kb-092": "on-topic but absent fact (罚款数额): the penalty article (no sum named) is quoted, no refusal",
 }

@@ -354,6 +354,12 @@ CheckOption = Annotated[
 ]
 
 
+def _wide_console() -> Console:
+    """Tables of many metrics: as wide as they need when the output is a file or a pipe."""
+    out = Console(soft_wrap=True)
+    return out if out.is_terminal else Console(soft_wrap=True, width=200)
+
+
 def _gate(thresholds_path: Path | None, section: str, measured: dict[str, Any]) -> None:
     """Apply `--check`: print each breach and exit 1 if there is any."""
     if thresholds_path is None:
@@ -435,7 +441,7 @@ def eval_retrieval_command(
                 values = [row[m] for m in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")]
                 latency = row["latency_ms"]
                 table.add_row(label, *(f"{v:.3f}" for v in values), f"{latency['p50']:.1f}", f"{latency['p95']:.1f}")
-            Console(soft_wrap=True).print(table)
+            _wide_console().print(table)
     _gate(thresholds, "retrieval", {s["dataset"]: s["retrievers"] for s in summaries})
 
 
@@ -505,7 +511,7 @@ def _print_qa_table(figures: dict[str, Any]) -> None:
     for name, row in [("overall", figures["overall"]), *sorted(figures["by_kind"].items())]:
         values = ["–" if row[m] is None else f"{row[m]:.3f}" for m in METRICS]
         table.add_row(name, str(row["cases"]), *values, str(row["latency_ms"]["p50"]), str(row["latency_ms"]["p95"]))
-    Console(soft_wrap=True).print(table)
+    _wide_console().print(table)
 
 
 @eval_app.command("compare")
