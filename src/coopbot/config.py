@@ -193,6 +193,63 @@ class Settings(BaseSettings):
         30, gt=0, le=600, description="A request that waited this long for an answer slot gets 503 (server busy)."
     )
 
+    # Generated answers (coopbot.generation): the refusal gate and the citation checker stay in code.
+    llm: Literal["auto", "extractive", "llamacpp", "openai"] = Field(
+        "auto",
+        description="Answer backend. `extractive`: quote the passages, no model. `llamacpp`: a local GGUF "
+        "(llm_model_path). `openai`: any OpenAI-compatible endpoint (openai_base_url). `auto`: llamacpp when "
+        "its model file is present, else extractive.",
+    )
+    llm_model_path: Path | None = Field(
+        None,
+        description="The GGUF file for `llamacpp`; unset: the Qwen2.5-Coder-1.5B-Instruct file that "
+        "`coopbot model prepare --llm` assembles in data_dir/models.",
+    )
+    llm_threads: int = Field(0, ge=0, le=512, description="CPU threads for llama.cpp; 0: every core.")
+    llm_ctx: int = Field(
+        2048, ge=512, le=131_072, description="llama.cpp context window in tokens (prompt plus answer)."
+    )
+    llm_prompt_tokens: int = Field(
+        900,
+        ge=200,
+        le=100_000,
+        description="Token budget of the prompt (instructions, passages, question): passages are taken by "
+        "relevance until it is full. On a CPU, prompt reading is the floor of the time to the first token.",
+    )
+    llm_max_tokens: int = Field(384, ge=16, le=8192, description="Most tokens a generated answer may have.")
+    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 answers the same each time.")
+    llm_timeout_s: float = Field(
+        90,
+        gt=0,
+        le=3600,
+        description="Longest wait for the model's first token, and for each token after it. A timeout before any "
+        "sentence falls back to the extractive answer; a later one keeps the checked sentences so far.",
+    )
+    openai_base_url: str = Field(
+        "http://127.0.0.1:8080/v1",
+        description="Base URL of the OpenAI-compatible endpoint (`openai` backend), up to and including `/v1`, "
+        "e.g. https://api.deepseek.com/v1, a vLLM, Ollama (http://127.0.0.1:11434/v1) or llama.cpp server.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="API key sent as a Bearer token (`openai` backend); local servers need none."
+    )
+    openai_model: str = Field(
+        "qwen2.5-coder-1.5b-instruct", min_length=1, description="Model name sent to the endpoint (`openai` backend)."
+    )
+    unsupported_sentences: Literal["flag", "drop"] = Field(
+        "flag",
+        description="A generated sentence no passage supports: `flag` keeps it marked [无出处], `drop` leaves it out "
+        "of the answer text (it stays listed, unsupported, in the answer's support).",
+    )
+    query_rewriter: Literal["heuristic", "llm"] = Field(
+        "heuristic",
+        description="How follow-ups become standalone queries: `heuristic` (no model) or `llm` (the answer "
+        "backend rewrites; falls back to the heuristic on a timeout, an error or the extractive backend).",
+    )
+    rewrite_timeout_s: float = Field(
+        15, gt=0, le=600, description="Longest wait for the LLM rewriter before the heuristic one is used."
+    )
+
     @model_validator(mode="after")
     def _check_sizes(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size // 2:
@@ -201,6 +258,11 @@ class Settings(BaseSettings):
             )
         if self.chunk_min_size >= self.chunk_size:
             raise ValueError(f"chunk_min_size ({self.chunk_min_size}) must be under chunk_size ({self.chunk_size})")
+        if self.llm_prompt_tokens + self.llm_max_tokens > self.llm_ctx:
+            raise ValueError(
+                f"llm_prompt_tokens ({self.llm_prompt_tokens}) + llm_max_tokens ({self.llm_max_tokens}) "
+                f"must fit in llm_ctx ({self.llm_ctx})"
+            )
         return self
 
     @property

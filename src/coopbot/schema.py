@@ -149,11 +149,12 @@ class Answer:
     citations: list[Citation]
     refused: bool
     related: list[Hit] = field(default_factory=list)  # closest passages of a refusal: shown, not cited
-    backend: str = "extractive"
+    backend: str = "extractive"  # what answered: extractive, llamacpp or openai
+    fallback_from: str = ""  # the generation backend that failed, when this answer fell back to extractive
     query: str = ""  # the standalone query that was searched (differs from `question` for follow-ups)
     support: list[SentenceSupport] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # e.g. "the question was truncated"
-    timings: dict[str, float] = field(default_factory=dict)  # retrieve_ms, answer_ms
+    timings: dict[str, float] = field(default_factory=dict)  # retrieve_ms, answer_ms (+ first_token_ms, ...)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: the `--json` and HTTP API format."""
