@@ -7,14 +7,17 @@ Chroma metadata (the collection is the source of truth) and changes the index on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +110,22 @@ class RWLock:
         return self._writing
 
 
+@contextlib.contextmanager
+def every_core() -> Iterator[None]:
+    """Let torch use every core while an index change runs alone (under the write lock); the server runs
+    answers with one thread each (`coopbot.server.tune_threads`), which would make embedding slow here."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class KnowledgeBase:
     """Admin operations on the index of `settings.knowledge_dir`, sharing the server's store and model."""
 
@@ -154,9 +173,10 @@ class KnowledgeBase:
         """Bring the index in step with the knowledge dir (incremental), or rebuild it (`force`)."""
         self.lock.acquire_write()
         try:
-            if force:
-                self.store.drop()  # the shared store forgets its collection handle: readers reopen it
-            report = ingest.ingest(self.settings, store=self.store, embedder=self.embedder, progress=progress)
+            with every_core():
+                if force:
+                    self.store.drop()  # the shared store forgets its collection handle: readers reopen it
+                report = ingest.ingest(self.settings, store=self.store, embedder=self.embedder, progress=progress)
         finally:
             self.lock.release_write()
         self._stamp()
