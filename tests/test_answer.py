@@ -88,6 +88,17 @@ def test_answer_kind_must_match_what_is_asked() -> None:
     assert answers_the_kind("规划期到哪一年？又提出了什么新要求？", "提出了更高要求。")
 
 
+def test_a_quantity_question_needs_an_amount_in_its_unit() -> None:
+    """Asked for a sum, an area or a count of vehicles, a sentence without one is no answer: the
+    penalty article that names no amount, a percentage instead of a number of vehicles."""
+    assert not answers_the_kind("出具虚假评估意见，最高罚款是多少钱？", "由有关部门依法给予处罚，并处以罚款。")
+    assert answers_the_kind("罚款是多少？", "处五万元以上二十万元以下的罚款。")
+    assert not answers_the_kind("去年全国新能源汽车生产了多少万辆？", "新能源汽车产销量占全球比重超过60%。")
+    assert answers_the_kind("去年全国新能源汽车生产了多少万辆？", "新能源汽车产量达到958.7万辆。")
+    assert answers_the_kind("规划覆盖的区域面积有多大？", "规划范围包括四省市全域（面积35.8万平方公里）。")
+    assert not answers_the_kind("示范区面积是多少平方公里？", "示范区包括青浦、吴江、嘉善三地。")
+
+
 def test_answer_points_and_gold_coverage() -> None:
     from coopbot.evals import GoldQuote, covers, point_found
 

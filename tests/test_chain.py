@@ -31,8 +31,6 @@ KNOWN_FAILURES = {
     "kb-044": "mixed English (gdp, target): too few Chinese question words: refused",
     "kb-046": "on-topic but absent fact (雄安新区面积): a number of the right unit about another area is quoted",
     "kb-058": "R&D expenses tax relief (科技进步法第四十一条) is not retrieved; neighbouring articles only: refused",
-    "kb-091": "on-topic but absent fact (全国新能源汽车产量): the 占全球比重 sentence is quoted, no refusal",
-    "kb-092": "on-topic but absent fact (罚款数额): the penalty article (no sum named) is quoted, no refusal",
 }
 
 

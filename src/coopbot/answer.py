@@ -179,6 +179,7 @@ def is_covered(evidence: Evidence, settings: Settings) -> bool:
     return evidence.agreement and evidence.coverage >= settings.refusal_min_coverage_agreed
 
 
+_AMOUNT = r"[\d０-９.,，一二三四五六七八九十百千万亿两]+"  # a number, in digits or in Chinese
 # What some questions ask for, and what an answer must then contain: an answer of the wrong kind
 # (a sentence about the office when asked where the office is) is not an answer.
 _ANSWER_KINDS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
@@ -193,6 +194,18 @@ _ANSWER_KINDS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (  # a place: 设在哪 / 位于哪 / 在哪个城市
         re.compile(r"设在哪|位于哪|坐落在哪|在哪个城市|在哪座城市|在哪个省|总部在哪|驻地"),
         re.compile(r"设在|位于|坐落|驻在|总部"),
+    ),
+    (  # a sum of money: 多少钱 / 多少万元: a rule without an amount does not answer it
+        re.compile(r"多少钱|多少[万亿千百]?元|罚款[^，。？?]{0,6}多少|金额[^，。？?]{0,4}多少"),
+        re.compile(rf"{_AMOUNT}\s*[万亿千百]?元"),
+    ),
+    (  # an area: 多少平方公里 / 面积多大
+        re.compile(r"多少[万]?平方(?:公里|千米|米)|面积[^，。？?]{0,4}多[少大]|多少(?:亩|公顷)"),
+        re.compile(rf"{_AMOUNT}\s*[万]?(?:平方(?:公里|千米|米)|亩|公顷)"),
+    ),
+    (  # a count of vehicles: 多少辆 / 多少万辆
+        re.compile(r"多少[万]?辆"),
+        re.compile(rf"{_AMOUNT}\s*[万]?辆"),
     ),
 )
 
