@@ -104,9 +104,11 @@ def test_gate_fails_on_a_metric_the_run_did_not_measure(tmp_path: Path) -> None:
     assert check(thresholds, "qa", summary(run(True), "extractive")) == [
         Breach("qa.by_kind.traditional.hit@5", None, 0.5, False)
     ]
-    missing = check(thresholds, "retrieval", {"cmrc": {"hybrid": {"recall@5": 1.0}}})
-    assert "not measured" in str(missing[0])
     assert check(thresholds, "retrieval", {"drcd": {"hybrid": {"recall@5": 0.98}}}) == []
+    assert "not measured" in str(check(thresholds, "retrieval", {"drcd": {"bm25": {"recall@5": 1.0}}})[0])
+    # a dataset without thresholds: nothing would be checked, and that is a failure too
+    assert "no threshold applies" in str(check(thresholds, "retrieval", {"cmrc": {"hybrid": {"recall@5": 1.0}}})[0])
+    assert "no threshold applies" in str(check({}, "qa", {"overall": {}})[0])
 
 
 def test_bad_thresholds_files(tmp_path: Path) -> None:

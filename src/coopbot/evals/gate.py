@@ -39,6 +39,8 @@ class Breach:
     ceiling: bool
 
     def __str__(self) -> str:
+        if self.name.endswith("no threshold applies to this run"):
+            return self.name
         if self.value is None:
             return f"{self.name}: not measured in this run (threshold {self.limit})"
         side = "above its ceiling" if self.ceiling else "below its floor"
@@ -80,10 +82,16 @@ def check(thresholds: dict[str, Any], section: str, measured: dict[str, Any]) ->
     """Every threshold under `section` ("qa" or "retrieval") that `measured` breaks.
 
     `measured` mirrors the thresholds' shape below the section: for "qa" the `--json` summary, for
-    "retrieval" {dataset: {retriever: metrics}}.
+    "retrieval" {dataset: {retriever: metrics}}, where only the datasets of this run are gated. A file
+    with no threshold for the run is a breach of its own: the gate must check something.
     """
     breaches = []
-    for name, limit in _leaves(thresholds.get(section, {})):
+    leaves = _leaves(thresholds.get(section, {}))
+    if section == "retrieval":  # a run covers some datasets: gate those, and insist on at least one
+        leaves = [(name, limit) for name, limit in leaves if name.split(".")[0] in measured]
+    if not leaves:
+        return [Breach(f"{section}: no threshold applies to this run", None, 0.0, False)]
+    for name, limit in leaves:
         path = name.split(".")
         if path[-1] == "p50" or path[-1] == "p95":
             raise ThresholdsError(f"{section}.{name}: latency is not gated (shared machines are noisy)")
