@@ -238,3 +238,27 @@ def test_embed_in_an_iframe_of_another_origin(page: Any, web_server: WebServer) 
     reason = page.frame_locator("#coopbot").locator("#reason")
     reason.wait_for(timeout=TIMEOUT_MS)
     assert "过期" in reason.inner_text()
+
+
+def test_rendering_escapes_everything_but_coopbot_markup() -> None:
+    from coopbot.schema import Answer, Chunk, Citation, Hit
+    from coopbot.ui import Exchange, Session, escape_markdown, render_answer, render_sources
+
+    hostile = '<img src=x onerror="alert(1)"> **粗体** [链接](javascript:alert(1)) 1. 列表'
+    shown = escape_markdown(hostile)
+    assert "<" not in shown and "&lt;img" in shown and "\\*\\*" in shown and "\\[链接\\]\\(" in shown
+    linked = render_answer("第一句。[1]\n<script>x</script>[2]", turn=3)
+    assert linked.count('class="coopbot-cite"') == 2 and 'href="#coopbot-src-3-2"' in linked
+    assert "<script>" not in linked and "&lt;script&gt;" in linked
+
+    passage = "前文<tt>。引用的句子。后文"
+    citation = Citation(1, "c", "f<.md", "标题<i>", ("标题<i>", "章<u>"), "引用的句子。", 0, 6, passage)
+    answered = Answer(question="问<q>", text="引用的句子。[1]", citations=[citation], refused=False)
+    chunk = Chunk("c2", "g.md", "相关<s>", ("相关<s>",), "相关<em>内容", 0, 8, "h", 0)
+    refused = Answer(question="无关", text="没有", citations=[], refused=True, related=[Hit(chunk, 1.0, 1)])
+    html = render_sources(Session([Exchange("问<q>", answered), Exchange("无关", refused)]))
+    assert "<mark>引用的句子。</mark>" in html and "前文&lt;tt&gt;。" in html
+    for raw in ("<tt>", "<i>", "<u>", "<q>", "<s>", "<em>", "f<.md"):
+        assert raw not in html
+    assert 'id="coopbot-src-1-1"' in html and "coopbot-related" in html
+    assert html.index('data-turn="2"') < html.index('data-turn="1"'), "newest turn first"

@@ -149,7 +149,7 @@ def verify_embed_token(secret: str, token: str, now: float | None = None) -> Emb
     if not token:
         raise AuthError("需要嵌入令牌：门户页面应在 /embed 的地址中带上 ?token=<令牌>。")
     payload, dot, signature = token.strip().partition(".")
-    if not dot or not payload or not signature or len(token) > 2048:
+    if not dot or not payload or not signature or len(token) > 2048 or not token.isascii():
         raise AuthError("嵌入令牌格式不正确。")
     if not hmac.compare_digest(signature.encode("ascii", "replace"), _sign(secret, payload).encode("ascii")):
         raise AuthError("嵌入令牌签名无效。")
