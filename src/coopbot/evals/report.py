@@ -105,8 +105,9 @@ def plots(results: Sequence[CaseResult], summary: dict[str, Any]) -> dict[str, s
 
 
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px;text-align:right}
+th{max-width:95px;overflow-wrap:anywhere;vertical-align:bottom}
 td.text,th.text{text-align:left;max-width:520px}tr.fail{background:#fff0f0}img{max-width:100%}
 """
 
@@ -115,7 +116,7 @@ def html_report(results: Sequence[CaseResult], summary: dict[str, Any]) -> str:
     """One HTML file with the metric table, the two plots and every case; all text escaped."""
     esc = html.escape
     images = plots(results, summary)
-    head = "".join(f"<th>{esc(m)}</th>" for m in METRICS)
+    head = "".join(f"<th>{esc(m.replace('_', ' '))}</th>" for m in METRICS)
     table = [f"<table><tr><th class=text>group</th><th>cases</th>{head}<th>p50 ms</th><th>p95 ms</th></tr>"]
     for name, row in _metric_rows(summary):
         cells = "".join(f"<td>{_cell(row[m])}</td>" for m in METRICS)
