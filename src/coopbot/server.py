@@ -110,7 +110,7 @@ def create_server(service: Service) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["*"],  # Gradio's client sends its own headers (x-gradio-user...)
         )
     app.add_middleware(PageGuard, service=service)
     common = {
@@ -125,10 +125,26 @@ def create_server(service: Service) -> FastAPI:
         "js": ui.JS,
         "show_error": True,
     }
+    _web_component_loader(app)
     embed_auth = (lambda request: embed_subject(service, request)) if service.guard.embed_protected else None
     gr.mount_gradio_app(app, ui.build_embed(service), path="/embed", auth_dependency=embed_auth, **common)
     gr.mount_gradio_app(app, ui.build_page(service), path="/", **common)
     return app
+
+
+def _web_component_loader(app: FastAPI) -> None:
+    """`/gradio.js`: Gradio's own loader of the `<gradio-app>` web component, served by this server (its
+    assets live under `/assets/`), so a portal page needs no CDN: `<script type="module" src=".../gradio.js">`."""
+    from pathlib import Path
+
+    import gradio
+    from fastapi.responses import Response
+
+    loader = (Path(gradio.__file__).parent / "templates" / "frontend" / "gradio.js").read_text(encoding="utf-8")
+
+    @app.get("/gradio.js", include_in_schema=False)
+    def gradio_js() -> Response:
+        return Response(loader, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 def embed_token_of(query: str, referer: str | None) -> str:

@@ -297,6 +297,7 @@ def _chat_block(service: Service, *, compact: bool) -> None:
         return [], render_sources(fresh), fresh, "", ""
 
     new.click(reset, None, [chatbot, sources, session, plain, status], api_visibility="private")
+    chatbot.clear(lambda: reset()[1:4], None, [sources, session, plain], api_visibility="private")
     copy.click(
         None,
         [plain],
