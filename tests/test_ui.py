@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from coopbot.auth import mint_embed_token
+from coopbot.config import Settings
 
-from .web_fixtures import ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer
+from .web_fixtures import ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a headless Chromium with no network of its own (see the stack notes).
@@ -262,3 +263,58 @@ def test_rendering_escapes_everything_but_coopbot_markup() -> None:
         assert raw not in html
     assert 'id="coopbot-src-1-1"' in html and "coopbot-related" in html
     assert html.index('data-turn="2"') < html.index('data-turn="1"'), "newest turn first"
+
+
+@pytest.fixture(scope="module")
+def open_embed_server(
+    tmp_path_factory: pytest.TempPathFactory, web_server: WebServer, kb_settings: Settings, model_dir: Path
+) -> Iterator[str]:
+    """A second server, in this process: `/embed` open (no embed secret) and CORS for the portal's origin,
+    as the `<gradio-app>` web component needs."""
+    import shutil
+    import threading
+
+    import uvicorn
+
+    from coopbot.server import create_server
+    from coopbot.service import Service
+
+    data_dir = tmp_path_factory.mktemp("open-embed") / "data"
+    shutil.copytree(kb_settings.data_dir, data_dir)
+    port = free_port()
+    settings = Settings(
+        data_dir=data_dir,
+        knowledge_dir=kb_settings.knowledge_dir,
+        embedding_model=str(model_dir),
+        port=port,
+        cors_origins=[web_server.portal_url],
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(create_server(Service(settings)), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.started, "the in-process server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+def test_embed_as_a_web_component_of_another_origin(page: Any, web_server: WebServer, open_embed_server: str) -> None:
+    (web_server.portal_dir / "component.html").write_text(
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>门户</title>'
+        f'<script type="module" src="{open_embed_server}/gradio.js"></script></head>'
+        f'<body><h1>区域协同创新门户</h1><gradio-app src="{open_embed_server}/embed/"></gradio-app></body></html>',
+        encoding="utf-8",
+    )
+    page.goto(f"{web_server.portal_url}/component.html", wait_until="load")
+    page.locator("#coopbot-question textarea").wait_for(timeout=TIMEOUT_MS)
+    answer = ask(page, FACT_QUESTION, 1)
+    assert "5月30日" in answer.inner_text()
+    page.locator('#coopbot-chat a[href="#coopbot-src-1-1"]').click()
+    page.locator("#coopbot-src-1-1.coopbot-active").wait_for(timeout=10_000)
+    assert page.url == f"{web_server.portal_url}/component.html"
+    shot(page, "embed-web-component.png")
