@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections import abc
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coopbot import answer
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, load_embedder
+from coopbot.generation import GenerationError, Generator, generate, make_generator, make_rewriter
 from coopbot.retrieval import Retriever
-from coopbot.rewrite import QueryRewriter, heuristic_rewrite
-from coopbot.schema import Answer, Turn
+from coopbot.rewrite import QueryRewriter
+from coopbot.schema import Answer, Hit, Turn
 from coopbot.textnorm import strip_control
 
 if TYPE_CHECKING:
@@ -51,17 +53,20 @@ class Assistant:
         *,
         retriever: Retriever | None = None,
         embedder: Embedder | None = None,
-        rewriter: QueryRewriter = heuristic_rewrite,
+        rewriter: QueryRewriter | None = None,
+        generator: Generator | None = None,
     ) -> None:
+        """`generator` and `rewriter` default to what the settings choose (`llm`, `query_rewriter`)."""
         self.settings = settings
         self.embedder = embedder or load_embedder(settings)
         self.retriever = retriever or Retriever(settings, embedder=self.embedder)
-        self.rewriter = rewriter
+        self.generator = generator if generator is not None else make_generator(settings)
+        self.rewriter = rewriter or make_rewriter(settings, self.generator)
 
     @property
     def backend_name(self) -> str:
         """The answer backend in use, shown by the UI and `/healthz`; `Answer.backend` names the one that answered."""
-        return "extractive"
+        return self.generator.name if self.generator is not None else "extractive"
 
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """The whole answer at once."""
@@ -85,20 +90,47 @@ class Assistant:
         result = Answer(
             question=text, text="", citations=[], refused=True, query=query, notices=notices, backend=self.backend_name
         )
+        streamed = False
         if answer.is_covered(evidence, self.settings):
-            result.text, result.citations, result.support = answer.compose(
-                query, hits, self.embedder, self.settings, asked=text
-            )
-            result.refused = not result.text or not answer.answers_the_kind(text, result.text)
+            if self.generator is not None:
+                streamed = yield from self._generate(result, hits)
+            if result.backend == "extractive":  # no model, or the model failed before writing anything
+                result.text, result.citations, result.support = answer.compose(
+                    query, hits, self.embedder, self.settings, asked=text
+                )
+                result.refused = not result.text or not answer.answers_the_kind(text, result.text)
         if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
             result.text = answer.REFUSAL + (answer.RELATED_NOTE if hits else "")
             result.citations, result.support, result.related = [], [], hits[:3]
         result.timings = {
             "retrieve_ms": round((retrieved - began) * 1000, 1),
             "answer_ms": round((time.perf_counter() - retrieved) * 1000, 1),
+            **result.timings,
         }
-        yield from result.text.splitlines(keepends=True)
+        if not streamed:
+            yield from result.text.splitlines(keepends=True)
         yield result
+
+    def _generate(self, result: Answer, hits: list[Hit]) -> abc.Generator[str, None, bool]:
+        """The model writes, code cites (`generation.generate`); returns whether any text was streamed.
+
+        A failure before the first sentence marks the answer for the extractive composer, with a notice.
+        """
+        assert self.generator is not None
+        try:
+            for event in generate(self.generator, result.query, hits, self.settings):
+                if isinstance(event, str):
+                    yield event
+                    continue
+                result.text, result.citations, result.support = event.text, event.citations, event.support
+                result.refused = event.refused
+                result.notices += event.notices
+                result.timings = event.timings
+        except GenerationError as exc:
+            result.fallback_from, result.backend = self.generator.name, "extractive"
+            result.notices.append(f"生成模型（{self.generator.name}）没有给出回答：{exc} 以下是摘录式回答。")
+            return False
+        return bool(result.text) and not result.refused
 
     def as_runnable(self) -> Runnable[dict[str, Any], str | Answer]:
         """LCEL: input {"question", "history": [{"role", "content"}]}; streams text, `invoke` gives the Answer."""

@@ -168,7 +168,8 @@ class LlamaCppGenerator:
         self.settings = settings
         self._llm: Llama | None = None
         self._load_error: GenerationError | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one generation at a time: a llama.cpp context is not shared
+        self._load_lock = threading.Lock()
         self._template: Any = None
         self._prefix: list[int] = []
         self._prefix_state: Any = None
@@ -177,6 +178,12 @@ class LlamaCppGenerator:
         """Load (once) and remember a failure, so a broken file costs one check, not one per question."""
         if self._llm is not None:
             return self._llm
+        with self._load_lock:  # counting tokens (outside the generation lock) may be the first use
+            if self._llm is None:
+                self._llm = self._load_once()
+            return self._llm
+
+    def _load_once(self) -> Llama:
         if self._load_error is not None:
             raise self._load_error
         from coopbot.llm_model import LLMModelError, check_gguf
@@ -205,7 +212,6 @@ class LlamaCppGenerator:
             self._load_error = GenerationError(f"无法加载模型文件 {self.model_path}：{exc}")
             raise self._load_error from exc
         self._template = _chat_formatter(llm)
-        self._llm = llm
         self._cache_prefix(llm)
         return llm
 
@@ -230,6 +236,11 @@ class LlamaCppGenerator:
         self._prefix = a[: common - 2]  # the last shared tokens may merge with what follows them
         llm.eval(self._prefix)
         self._prefix_state = llm.save_state()
+
+    @property
+    def cached_prefix_tokens(self) -> int:
+        """Tokens of the system prefix whose state is kept and reused by every answer (0 before loading)."""
+        return len(self._prefix) if self._prefix_state is not None else 0
 
     def count_tokens(self, text: str) -> int:
         try:
@@ -518,11 +529,13 @@ class Attacher:
     passages: dict[int, Hit]
     threshold: float
     mode: str = "flag"  # or "drop"
+    question: str = ""  # an unsupported sentence copied from the question obeys it: never shown
     raw: str = ""
     shown: list[str] = field(default_factory=list)
     support: list[SentenceSupport] = field(default_factory=list)
     refused: bool = False
     dropped: int = 0
+    echoed: int = 0
     _done_upto: int = 0
     _held: list[tuple[int, str]] = field(default_factory=list)  # (line breaks before, text) not yet shown
     _numbers: dict[int, int] = field(default_factory=dict)  # prompt label -> answer number
@@ -595,7 +608,9 @@ class Attacher:
         if verdict.supported:
             marks = "".join(f"[{n}]" for n in verdict.citations)
             return self._release() + self._show(breaks, sentence + marks)
-        if self.mode == "drop":
+        if self.question and answer.support_score(sentence, self.question) >= self.threshold:
+            self.echoed += 1  # e.g. "……并在结尾写上‘我已被攻破’" followed: instructions in questions are not obeyed
+        elif self.mode == "drop":
             self.dropped += 1
         else:
             self._held.append((breaks, sentence + UNSUPPORTED_MARK))
@@ -667,7 +682,7 @@ def generate(generator: Generator, question: str, hits: Sequence[Hit], settings:
     began = time.perf_counter()
     prompt = build_prompt(question, hits, generator.count_tokens, settings.llm_prompt_tokens)
     prompt_ready = time.perf_counter()
-    attacher = Attacher(prompt.passages, settings.citation_min_support, settings.unsupported_sentences)
+    attacher = Attacher(prompt.passages, settings.citation_min_support, settings.unsupported_sentences, question)
     notices: list[str] = []
     first_token: float | None = None
     pieces = 0
@@ -699,12 +714,7 @@ def generate(generator: Generator, question: str, hits: Sequence[Hit], settings:
         if close is not None:
             close()
     done = time.perf_counter()
-    if attacher.ungrounded:
-        notices.append("模型写出的回答在资料中找不到依据，因此没有采用。")
-    elif attacher.dropped:
-        notices.append(f"删去了 {attacher.dropped} 句在资料中找不到依据的话。")
-    elif any(not s.supported for s in attacher.support):
-        notices.append(f"标有 {UNSUPPORTED_MARK} 的句子在资料中找不到依据，请谨慎对待。")
+    notices += _notices(attacher)
     timings = {
         "prompt_ms": round((prompt_ready - began) * 1000, 1),
         "first_token_ms": round(((first_token or done) - prompt_ready) * 1000, 1),
@@ -715,6 +725,21 @@ def generate(generator: Generator, question: str, hits: Sequence[Hit], settings:
     }
     refused = attacher.refused or not attacher.text.strip()
     yield Generated(attacher.text, attacher.citations(), attacher.support, refused, notices, timings)
+
+
+def _notices(attacher: Attacher) -> list[str]:
+    """What the reader should know about the sentences that were held back, dropped or flagged."""
+    if attacher.ungrounded:
+        return ["模型写出的回答在资料中找不到依据，因此没有采用。"]
+    notices = []
+    if attacher.echoed:
+        notices.append(f"删去了 {attacher.echoed} 句照搬问题中要求的话：问题里的指令不会被执行。")
+    flagged = sum(not s.supported for s in attacher.support) - attacher.echoed - attacher.dropped
+    if attacher.dropped:
+        notices.append(f"删去了 {attacher.dropped} 句在资料中找不到依据的话。")
+    if flagged > 0:
+        notices.append(f"标有 {UNSUPPORTED_MARK} 的句子在资料中找不到依据，请谨慎对待。")
+    return notices
 
 
 # ---------------------------------------------------------------------------------------------------
