@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     answer_wait_seconds: float = Field(
         30, gt=0, le=600, description="A request that waited this long for an answer slot gets 503 (server busy)."
     )
+    warm_up: bool = Field(
+        True,
+        description="After start, the server embeds every passage's sentences in the background at the lowest CPU "
+        "priority, so first answers are as fast as later ones (the answer composer scores those sentences).",
+    )
 
     # Generated answers (coopbot.generation): the refusal gate and the citation checker stay in code.
     llm: Literal["auto", "extractive", "llamacpp", "openai"] = Field(

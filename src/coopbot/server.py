@@ -254,4 +254,9 @@ def serve(settings: Settings | None = None) -> None:
         settings.host,
         settings.port,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=3)
+    if settings.warm_up:
+        service.warm_up()
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=3)
+    finally:
+        service.close()

@@ -7,6 +7,9 @@ answer reads a half-rewritten index. The UI and the API only translate to and fr
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +21,9 @@ from coopbot.config import Settings
 from coopbot.documents import KnowledgeBase
 from coopbot.feedback import Feedback, FeedbackStore, Vote
 from coopbot.schema import Answer, Hit, Turn
+
+log = logging.getLogger("coopbot.server")
+_WARM_BATCH = 64
 
 
 class Busy(RuntimeError):
@@ -35,6 +41,8 @@ class Service:
         self.knowledge = KnowledgeBase(settings, store=self.assistant.retriever.store, embedder=self.assistant.embedder)
         self._slots = threading.BoundedSemaphore(settings.answer_workers)
         self.started = time.time()
+        self.warmed = False
+        self._closing = threading.Event()
 
     def _enter(self) -> float:
         """Take an answer slot and a read lock on the index, or raise Busy; returns the deadline."""
@@ -76,6 +84,40 @@ class Service:
     def vote(self, answer: Answer, vote: Vote) -> None:
         self.feedback.record(Feedback.of(answer, vote))
 
+    def warm_up(self) -> threading.Thread:
+        """Embed the sentences of every indexed passage in a background thread at the lowest CPU priority.
+
+        The answer composer scores each sentence of the top passages by embedding similarity and keeps
+        the vectors (`Embedder.embed_sentences`); a cold server pays ~1-3 s of CPU per new question for
+        them. Warming uses idle CPU only (nice 19 for this thread on Linux) and stops at `close()`.
+        """
+        thread = threading.Thread(target=self._warm, name="coopbot-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _warm(self) -> None:
+        from coopbot.chunking import split_sentences
+        from coopbot.embedding import model_identity
+
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        began = time.perf_counter()
+        minimum = self.settings.answer_min_sentence_chars
+        sentences: list[str] = []
+        for stored in self.knowledge.store.chunks(model_identity(self.settings)):
+            text = stored.chunk.text
+            sentences += [text[s:e] for s, e in split_sentences(text) if e - s >= minimum]
+        sentences = list(dict.fromkeys(sentences))
+        for start in range(0, len(sentences), _WARM_BATCH):
+            if self._closing.is_set():
+                return
+            self.assistant.embedder.embed_sentences(sentences[start : start + _WARM_BATCH])
+            self.warmed = start + _WARM_BATCH >= len(sentences)
+        log.info("预热完成：%d 个句子的向量，用时 %.0f 秒", len(sentences), time.perf_counter() - began)
+
+    def close(self) -> None:
+        self._closing.set()
+
     def health(self) -> dict[str, Any]:
         """What `/healthz` reports: alive, the answer backend, the index size."""
         documents = self.knowledge.list()
@@ -85,5 +127,6 @@ class Service:
             "documents": len(documents),
             "chunks": sum(d.chunks for d in documents),
             "indexing": self.knowledge.lock.writing,
+            "warmed": self.warmed,
             "uptime_s": round(time.time() - self.started, 1),
         }
