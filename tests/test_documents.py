@@ -128,3 +128,18 @@ def test_bad_uploads_are_refused_with_reasons(settings: Settings) -> None:
         knowledge.add("tool.exe", b"MZ")
     assert wrong_type.value.status == 415
     assert list(settings.knowledge_dir.iterdir()) == [], "nothing refused is saved"
+
+
+def test_service_warm_up_embeds_every_sentence_in_the_background(settings: Settings) -> None:
+    from coopbot.chunking import split_sentences
+    from coopbot.service import Service
+
+    (settings.knowledge_dir / "a.md").write_text(DOC_A + DOC_B, encoding="utf-8")
+    KnowledgeBase(settings).update()
+    service = Service(settings)
+    service.warm_up().join(timeout=120)
+    assert service.warmed and service.health()["warmed"]
+    cached = service.assistant.embedder._sentences
+    text = (settings.knowledge_dir / "a.md").read_text(encoding="utf-8")
+    sentence = next(text[s:e] for s, e in split_sentences(text) if "秘书处设在芜湖" in text[s:e])
+    assert sentence.strip() in {key.strip() for key in cached}

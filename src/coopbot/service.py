@@ -112,7 +112,7 @@ class Service:
             if self._closing.is_set():
                 return
             self.assistant.embedder.embed_sentences(sentences[start : start + _WARM_BATCH])
-            self.warmed = start + _WARM_BATCH >= len(sentences)
+        self.warmed = True
         log.info("预热完成：%d 个句子的向量，用时 %.0f 秒", len(sentences), time.perf_counter() - began)
 
     def close(self) -> None:
