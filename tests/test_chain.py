@@ -99,3 +99,14 @@ def test_bad_questions(assistant: Assistant) -> None:
         assistant.ask("  \x00 ")
     long_answer = assistant.ask("长三角" + "的" * 3000)
     assert long_answer.notices
+
+
+def test_sentence_vectors_persist_for_the_next_process(kb_settings: Settings) -> None:
+    """A second assistant on the same data dir (a restarted server, a rerun evaluation) encodes nothing
+    for a question already answered: the question and sentence vectors come from the data dir's cache."""
+    question = "成渝地区双城经济圈建设的目标是什么？"
+    first = Assistant(kb_settings).ask(question)
+    again = Assistant(kb_settings)
+    answer = again.ask(question)
+    assert answer.text == first.text
+    assert getattr(again.embedder, "misses", None) == 0 and getattr(again.embedder, "hits", 0) > 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from coopbot import answer
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, load_embedder
+from coopbot.embedding import Embedder, cached_embedder, load_embedder
 from coopbot.generation import GenerationError, Generator, generate, make_generator, make_rewriter
 from coopbot.retrieval import Retriever
 from coopbot.rewrite import QueryRewriter
@@ -58,7 +58,9 @@ class Assistant:
     ) -> None:
         """`generator` and `rewriter` default to what the settings choose (`llm`, `query_rewriter`)."""
         self.settings = settings
-        self.embedder = embedder or load_embedder(settings)
+        # Sentence vectors persist in the data dir: the composer scores the same passages' sentences
+        # question after question, and a restarted server or a second evaluation run reuses them.
+        self.embedder = cached_embedder(settings, embedder or load_embedder(settings))
         self.retriever = retriever or Retriever(settings, embedder=self.embedder)
         self.generator = generator if generator is not None else make_generator(settings)
         self.rewriter = rewriter or make_rewriter(settings, self.generator)

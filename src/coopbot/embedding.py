@@ -229,7 +229,8 @@ class CachedEmbedder(Embedder):
         super().__init__(model, settings)
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)  # server workers share it
+        self._db_lock = threading.Lock()
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
         self._db.commit()
         self.hits = 0
@@ -240,11 +241,12 @@ class CachedEmbedder(Embedder):
             return super()._encode(texts)
         keys = [hashlib.sha256(t.encode("utf-8")).digest() for t in texts]
         found: dict[bytes, npt.NDArray[np.float32]] = {}
-        for start in range(0, len(keys), 500):  # sqlite's limit on bound parameters
-            batch = list(dict.fromkeys(keys[start : start + 500]))
-            marks = ",".join("?" * len(batch))
-            for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
-                found[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
+        with self._db_lock:
+            for start in range(0, len(keys), 500):  # sqlite's limit on bound parameters
+                batch = list(dict.fromkeys(keys[start : start + 500]))
+                marks = ",".join("?" * len(batch))
+                for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", batch):
+                    found[bytes(key)] = np.frombuffer(blob, dtype=np.float32)
         unique_missing: dict[bytes, int] = {}  # key -> index of its first text
         for i, key in enumerate(keys):
             if key not in found:
@@ -252,8 +254,9 @@ class CachedEmbedder(Embedder):
         if unique_missing:
             encoded = super()._encode([texts[i] for i in unique_missing.values()])
             rows = [(key, vector.tobytes()) for key, vector in zip(unique_missing, encoded, strict=True)]
-            self._db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
-            self._db.commit()
+            with self._db_lock:
+                self._db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+                self._db.commit()
             found.update(zip(unique_missing, encoded, strict=True))
         self.hits += len(texts) - len(unique_missing)
         self.misses += len(unique_missing)
@@ -261,7 +264,8 @@ class CachedEmbedder(Embedder):
 
     def close(self) -> None:
         """Close the sqlite file (also happens when the object is garbage-collected)."""
-        self._db.close()
+        with self._db_lock:
+            self._db.close()
 
 
 def embedding_cache_dir(settings: Settings) -> Path:
