@@ -110,3 +110,15 @@ def test_sentence_vectors_persist_for_the_next_process(kb_settings: Settings) ->
     answer = again.ask(question)
     assert answer.text == first.text
     assert getattr(again.embedder, "misses", None) == 0 and getattr(again.embedder, "hits", 0) > 0
+
+
+def test_final_answer_and_json_form_without_retrieved_passages() -> None:
+    from coopbot.chain import final_answer
+    from coopbot.schema import Chunk, Hit
+
+    chunk = Chunk("c1", "a.md", "标题", ("标题",), "正文。", 0, 3, "h", 0)
+    answer = Answer("问？", "正文。[1]", [], False, retrieved=[Hit(chunk, 1.0, 1)])
+    assert final_answer(iter(["正文。", "[1]", answer])) is answer
+    assert "retrieved" not in answer.to_dict()  # the JSON form is unchanged: cited and related passages only
+    with pytest.raises(RuntimeError, match="without an Answer"):
+        final_answer(iter(["text only"]))

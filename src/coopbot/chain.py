@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coopbot import answer
@@ -44,6 +44,17 @@ def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
     return text, notices
 
 
+def final_answer(events: Iterable[str | Answer]) -> Answer:
+    """Run a stream of text pieces to its end and return the `Answer` it closes with."""
+    final = None
+    for event in events:
+        if isinstance(event, Answer):
+            final = event
+    if final is None:
+        raise RuntimeError("the answer stream ended without an Answer")
+    return final
+
+
 class Assistant:
     """Retrieval, refusal gate and answer composer, configured once and shared by every front end."""
 
@@ -72,12 +83,7 @@ class Assistant:
 
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """The whole answer at once."""
-        final = None
-        for event in self.stream(question, history):
-            if isinstance(event, Answer):
-                final = event
-        assert final is not None
-        return final
+        return final_answer(self.stream(question, history))
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
         """Text pieces as they are ready, then the complete `Answer` (with citations) last."""
@@ -92,6 +98,7 @@ class Assistant:
         result = Answer(
             question=text, text="", citations=[], refused=True, query=query, notices=notices, backend=self.backend_name
         )
+        result.retrieved = hits
         streamed = False
         if answer.is_covered(evidence, self.settings):
             if self.generator is not None:

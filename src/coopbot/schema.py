@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +155,14 @@ class Answer:
     support: list[SentenceSupport] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # e.g. "the question was truncated"
     timings: dict[str, float] = field(default_factory=dict)  # retrieve_ms, answer_ms (+ first_token_ms, ...)
+    # Every passage retrieved for the answer, best first: what the evaluation's hit@5 judges. Not part of the
+    # JSON form (the cited passages and, for a refusal, the related ones are).
+    retrieved: list[Hit] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: the `--json` and HTTP API format."""
-        data = asdict(self)
+        data = asdict(replace(self, related=[], retrieved=[]))
+        del data["retrieved"]
         data["related"] = [hit_to_dict(h) for h in self.related]
         data["supported_rate"] = round(self.supported_rate, 4)
         return data

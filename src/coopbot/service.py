@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from coopbot.auth import Guard
-from coopbot.chain import Assistant
+from coopbot.chain import Assistant, final_answer
 from coopbot.config import Settings
 from coopbot.documents import KnowledgeBase
 from coopbot.feedback import Feedback, FeedbackStore, Vote
@@ -67,12 +67,7 @@ class Service:
             self._leave()
 
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        final = None
-        for event in self.stream(question, history):
-            if isinstance(event, Answer):
-                final = event
-        assert final is not None
-        return final
+        return final_answer(self.stream(question, history))
 
     def search(self, query: str, k: int) -> list[Hit]:
         self._enter()

@@ -3,8 +3,8 @@
 Every metric is a fraction in [0, 1], or None where it has no cases to be measured on (refusal
 accuracy for a kind without unanswerable cases, for example). Definitions:
 
-- `hit@5`: answerable cases where one of the top 5 chunks retrieved for the searched query covers at
-  least half of a gold quote's characters.
+- `hit@5`: answerable cases where one of the top 5 chunks the assistant retrieved for its answer covers
+  at least half of a gold quote's characters.
 - `answer_point_recall`: mean over answerable cases of the share of answer points found in the answer
   text (after folding traditional/simplified, width and punctuation); a refusal finds none.
 - `citation_precision`: distinct cited passages (by chunk) that cover a gold quote, over all distinct
@@ -137,8 +137,7 @@ def run_cases(assistant: Assistant, cases: Iterable[QACase], progress: Progress 
             error = str(exc)
             answer = Answer(question=case.question, text=error, citations=[], refused=True)
         seconds = time.perf_counter() - began
-        hits = assistant.retriever.search(answer.query or case.question, k=HIT_DEPTH) if case.answerable else []
-        result = judge(case, answer, [(h.chunk.doc_id, h.chunk.text) for h in hits], threshold)
+        result = judge(case, answer, [(h.chunk.doc_id, h.chunk.text) for h in answer.retrieved], threshold)
         result.seconds, result.error = seconds, error
         results.append(result)
         if progress:
