@@ -37,10 +37,11 @@ class Breach:
     value: float | None
     limit: float
     ceiling: bool
+    note: str = ""  # a breach of the file itself rather than of one metric
 
     def __str__(self) -> str:
-        if self.name.endswith("no threshold applies to this run"):
-            return self.name
+        if self.note:
+            return f"{self.name}: {self.note}"
         if self.value is None:
             return f"{self.name}: not measured in this run (threshold {self.limit})"
         side = "above its ceiling" if self.ceiling else "below its floor"
@@ -90,7 +91,7 @@ def check(thresholds: dict[str, Any], section: str, measured: dict[str, Any]) ->
     if section == "retrieval":  # a run covers some datasets: gate those, and insist on at least one
         leaves = [(name, limit) for name, limit in leaves if name.split(".")[0] in measured]
     if not leaves:
-        return [Breach(f"{section}: no threshold applies to this run", None, 0.0, False)]
+        return [Breach(section, None, 0.0, False, note="no threshold applies to this run")]
     for name, limit in leaves:
         path = name.split(".")
         if path[-1] == "p50" or path[-1] == "p95":
