@@ -104,6 +104,7 @@ def test_chat_streams_cites_follows_up_and_refuses(page: Any, web_server: WebSer
 
     answer = ask(page, FACT_QUESTION, 1)
     assert "5月30日" in answer.inner_text()
+    assert "回答方式：原文摘录（extractive）" in answer.inner_text()  # the UI says which backend answered
     cite = page.locator('#coopbot-chat a[href="#coopbot-src-1-1"]')
     assert cite.inner_text() == "[1]"
     cite.click()
@@ -241,6 +242,17 @@ def test_embed_in_an_iframe_of_another_origin(page: Any, web_server: WebServer) 
     assert "过期" in reason.inner_text()
 
 
+def test_answer_footer_names_the_backend_and_a_fallback() -> None:
+    from coopbot.schema import Answer
+    from coopbot.ui import answer_footer
+
+    answer = Answer(question="问", text="答。[1]", citations=[], refused=False, backend="llamacpp")
+    assert answer_footer(answer).endswith("*回答方式：本地模型（llamacpp）*")
+    answer.backend, answer.fallback_from, answer.notices = "extractive", "openai", ["生成接口 *超时*。"]
+    footer = answer_footer(answer)
+    assert "生成接口 \\*超时\\*" in footer and footer.endswith("*回答方式：原文摘录（extractive），openai 未能回答*")
+
+
 def test_rendering_escapes_everything_but_coopbot_markup() -> None:
     from coopbot.schema import Answer, Chunk, Citation, Hit
     from coopbot.ui import Exchange, Session, escape_markdown, render_answer, render_sources
@@ -314,6 +326,7 @@ def test_embed_as_a_web_component_of_another_origin(page: Any, web_server: WebSe
     page.locator("#coopbot-question textarea").wait_for(timeout=TIMEOUT_MS)
     answer = ask(page, FACT_QUESTION, 1)
     assert "5月30日" in answer.inner_text()
+    assert "回答方式：原文摘录（extractive）" in answer.inner_text()  # the UI says which backend answered
     page.locator('#coopbot-chat a[href="#coopbot-src-1-1"]').click()
     page.locator("#coopbot-src-1-1.coopbot-active").wait_for(timeout=10_000)
     assert page.url == f"{web_server.portal_url}/component.html"

@@ -192,8 +192,16 @@ def render_sources(session: Session) -> str:
     return "".join(parts)
 
 
-def _notices(answer: Answer) -> str:
-    return "".join(f"\n\n*{escape_markdown(notice)}*" for notice in answer.notices)
+_BACKENDS = {"extractive": "原文摘录", "llamacpp": "本地模型", "openai": "OpenAI 兼容接口"}
+
+
+def answer_footer(answer: Answer) -> str:
+    """What follows a finished answer: its notices, then which backend wrote it (a fallback says so too)."""
+    notices = "".join(f"\n\n*{escape_markdown(notice)}*" for notice in answer.notices)
+    label = f"{_BACKENDS.get(answer.backend, answer.backend)}（{answer.backend}）"
+    if answer.fallback_from:
+        label += f"，{escape_markdown(answer.fallback_from)} 未能回答"
+    return f"{notices}\n\n*回答方式：{escape_markdown(label)}*"
 
 
 # -- the chat (shared by the full page and the embed page) ---------------------------------------------
@@ -216,7 +224,7 @@ def chat_events(
         for event in service.stream(question, session.history()):
             if isinstance(event, Answer):
                 session.exchanges.append(Exchange(question, event))
-                messages[-1] = {"role": "assistant", "content": render_answer(event.text, turn) + _notices(event)}
+                messages[-1] = {"role": "assistant", "content": render_answer(event.text, turn) + answer_footer(event)}
                 yield messages, render_sources(session), session, "", event.text
             else:
                 text += event
