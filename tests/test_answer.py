@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from coopbot.answer import (
+    CitationRule,
     Evidence,
     answers_the_kind,
     assess,
     check_citations,
+    figures_found,
     is_covered,
     question_terms,
     support_score,
+    word_support,
 )
 from coopbot.chain import QuestionError, clean_question
 from coopbot.config import Settings
@@ -34,20 +37,60 @@ def test_verbatim_sentence_is_fully_supported() -> None:
     assert support_score("欧盟通过地平线计划促进科研合作", PASSAGE_1) < 0.2
 
 
+TAX = (
+    "实施更大规模的减税。深化增值税改革，将制造业等行业现行16%的税率降至13%，将交通运输业、建筑业等行业现行10%的"
+    "税率降至9%，确保主要行业税负明显降低；保持6%一档的税率不变。"
+)
+RULE = CitationRule(min_support=0.6, min_word_support=0.75)
+
+
+def test_figures_are_whole_numbers_in_the_passage() -> None:
+    assert figures_found("税率降至13%。", TAX) and not figures_found("税率降至3%。", TAX)  # 3 is not inside 13
+    assert not figures_found("2016年税率降至13%。", TAX) and figures_found("没有数字。", TAX)
+    assert figures_found("从16%降至13%", TAX, in_order=True) and not figures_found("从13%到16%", TAX, in_order=True)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "supported"),
+    [
+        ("制造业的税率从16%调到了13%。", True),  # reworded: few shared bigrams, the same words and figures
+        ("交通运输业的税率降到了9%。", True),
+        ("深化增值税改革，将制造业等行业现行16%的税率降至13%。", True),  # quoted
+        ("2. 将交通运输业、建筑业等行业现行10%的税率降至9%。", True),  # "2." numbers the model's list
+        ("16.5%的税率降至13%。", False),  # a decimal at the start is a figure, not a list's numbering
+        ("制造业的税率从13%调到了16%。", False),  # figures swapped
+        ("制造业的税率从16%调到了9%。", False),  # 16% and 9% are in different clauses of the passage
+        ("制造业的税率从16%调到了12%。", False),  # a figure the passage does not have
+        ("建筑业税率提高到了16%。", False),  # too few of its words in any passage sentence
+        ("小微企业税收负担将全面取消。", False),
+    ],
+)
+def test_citation_rule_accepts_rewording_but_not_changed_claims(sentence: str, supported: bool) -> None:
+    assert RULE.supports(sentence, TAX) is supported
+    assert RULE.best(sentence, {1: PASSAGE_2, 2: TAX})[0] == (2 if supported else None)
+
+
+def test_word_support_stays_within_adjacent_sentences() -> None:
+    far = "制造业的税率降至13%。" + "这里说的是别的事情。" * 3 + "交通运输业税率降至9%。"
+    assert word_support("制造业税率降至13%，交通运输业税率降至9%。", far) < 0.75
+    assert word_support("制造业税率降至13%。", far) == 1.0
+    assert CitationRule(0.6, 1.01).supports("制造业的税率从16%调到了13%。", TAX) is False  # 1.01: quotes only
+
+
 def test_checker_drops_and_repoints_wrong_citations() -> None:
     claims = [
         ("示范区面积约2300平方公里。", [2]),  # cites the wrong passage: re-pointed to [1]
         ("欧盟通过“地平线2020”计划促进成员国科研合作。", [2, 1]),  # [1] does not support it: dropped
         ("示范区每年接待游客一亿人次。", [1]),  # nothing supports it
     ]
-    verdicts = check_citations(claims, {1: PASSAGE_1, 2: PASSAGE_2}, threshold=0.6)
+    verdicts = check_citations(claims, {1: PASSAGE_1, 2: PASSAGE_2}, RULE)
     assert [v.citations for v in verdicts] == [(1,), (2,), ()]
     assert [v.supported for v in verdicts] == [True, True, False]
     assert verdicts[2].score < 0.6
 
 
 def test_checker_handles_duplicate_citations_and_empty_sentences() -> None:
-    verdicts = check_citations([("面积约2300平方公里", [1, 1]), ("", [1])], {1: PASSAGE_1}, threshold=0.6)
+    verdicts = check_citations([("面积约2300平方公里", [1, 1]), ("", [1])], {1: PASSAGE_1}, RULE)
     assert verdicts[0].citations == (1,)
     assert not verdicts[1].supported
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from coopbot.answer import CitationRule
 from coopbot.evals.cases import GoldQuote, QACase
 from coopbot.evals.qa import CaseResult, judge, metrics, summary
 from coopbot.schema import Answer, Chunk, Citation, Hit, SentenceSupport
+
+RULE = CitationRule(min_support=0.6, min_word_support=0.75)
 
 LAW = "law.md"
 PASSAGE = "第四十五条 将职务科技成果转让的，从转让净收入中提取不低于百分之五十的比例。其他条款另行规定。"
@@ -44,7 +47,7 @@ def test_a_right_answer_scores_full_marks() -> None:
         case(),
         answer(sentence + "[1]", [cite(1, PASSAGE)], [SentenceSupport(sentence, (1,), True, 1.0)]),
         [(LAW, PASSAGE)],
-        threshold=0.6,
+        RULE,
     )
     assert result.hit and result.passed
     assert result.points_found == ("百分之五十",)
@@ -60,7 +63,7 @@ def test_duplicate_citations_of_one_passage_count_once_and_a_wrong_passage_lower
     first, second = "从转让净收入中提取不低于百分之五十的比例。", "为了促进科技成果转化为现实生产力。"
     citations = [cite(1, PASSAGE), cite(2, PASSAGE), cite(3, OTHER, chunk_id="law#0")]
     support = [SentenceSupport(first, (1, 2), True, 1.0), SentenceSupport(second, (3,), True, 1.0)]
-    result = judge(case(), answer(f"{first}[1][2]{second}[3]", citations, support), [(LAW, PASSAGE)], 0.6)
+    result = judge(case(), answer(f"{first}[1][2]{second}[3]", citations, support), [(LAW, PASSAGE)], RULE)
     assert (result.citations_on_gold, result.citations_total) == (1, 2)
     assert metrics([result]).values["citation_precision"] == 0.5
 
@@ -69,7 +72,7 @@ def test_a_citation_the_checker_would_not_accept_is_unsupported() -> None:
     """The rate re-checks each citation against its passage: a claim the passage does not make fails."""
     made_up = "完成人可以分到全部收入的百分之九十。"
     support = [SentenceSupport(made_up, (1,), True, 1.0), SentenceSupport("另一句没有引用。", (), False, 0.0)]
-    result = judge(case(), answer(made_up + "[1]另一句没有引用。", [cite(1, PASSAGE)], support), [(LAW, PASSAGE)], 0.6)
+    result = judge(case(), answer(made_up + "[1]另一句没有引用。", [cite(1, PASSAGE)], support), [(LAW, PASSAGE)], RULE)
     assert (result.sentences_supported, result.sentences_total) == (0, 2)
     assert metrics([result]).values["supported_citation_rate"] == 0.0
 
@@ -78,8 +81,8 @@ def test_refusal_with_related_passages() -> None:
     """Related passages of a refusal are not citations: an answerable case refused finds no point, cites nothing."""
     refusal = answer("知识库中没有找到能回答这个问题的内容。", [], [], refused=True)
     refusal.related = [hit(PASSAGE)]
-    answerable = timed(judge(case(), refusal, [(LAW, PASSAGE)], 0.6), 0.1)
-    unanswerable = timed(judge(case("unanswerable", gold=(), points=()), refusal, [], 0.6), 0.3)
+    answerable = timed(judge(case(), refusal, [(LAW, PASSAGE)], RULE), 0.1)
+    unanswerable = timed(judge(case("unanswerable", gold=(), points=()), refusal, [], RULE), 0.3)
     assert answerable.hit and not answerable.passed and unanswerable.passed
     values = metrics([answerable, unanswerable]).values
     assert values["false_refusal_rate"] == 1.0 and values["refusal_accuracy"] == 1.0
@@ -91,13 +94,13 @@ def test_refusal_with_related_passages() -> None:
 def test_an_answered_unanswerable_case_fails_refusal_accuracy() -> None:
     sentence = "从转让净收入中提取不低于百分之五十的比例。"
     wrong = answer(sentence + "[1]", [cite(1, PASSAGE)], [SentenceSupport(sentence, (1,), True, 1.0)])
-    result = judge(case("unanswerable", gold=(), points=()), wrong, [], 0.6)
+    result = judge(case("unanswerable", gold=(), points=()), wrong, [], RULE)
     assert not result.passed and result.hit is None
     assert metrics([result]).values["refusal_accuracy"] == 0.0
 
 
 def test_empty_answer() -> None:
-    result = judge(case(), answer("", [], []), [(LAW, OTHER)], 0.6)
+    result = judge(case(), answer("", [], []), [(LAW, OTHER)], RULE)
     assert not result.hit and not result.passed
     values = metrics([result]).values
     assert values["hit@5"] == 0.0 and values["answer_point_recall"] == 0.0
@@ -111,7 +114,7 @@ def test_traditional_characters_in_the_answer_match_simplified_points() -> None:
         case(points=("转让净收入", "百分之五十")),
         answer(sentence + "[1]", [cite(1, traditional)], [SentenceSupport(sentence, (1,), True, 1.0)]),
         [(LAW, traditional)],
-        0.6,
+        RULE,
     )
     assert result.points_found == ("转让净收入", "百分之五十")
     assert result.hit and result.citations_on_gold == 1  # the gold quote is simplified, the passage traditional
@@ -119,13 +122,13 @@ def test_traditional_characters_in_the_answer_match_simplified_points() -> None:
 
 def test_hit_at_5_looks_only_at_the_top_five() -> None:
     retrieved = [(LAW, OTHER)] * 5 + [(LAW, PASSAGE)]
-    assert not judge(case(), answer("", [], []), retrieved, 0.6).hit
-    assert judge(case(), answer("", [], []), retrieved[1:], 0.6).hit
-    assert not judge(case(), answer("", [], []), [("other.md", PASSAGE)], 0.6).hit  # right text, wrong file
+    assert not judge(case(), answer("", [], []), retrieved, RULE).hit
+    assert judge(case(), answer("", [], []), retrieved[1:], RULE).hit
+    assert not judge(case(), answer("", [], []), [("other.md", PASSAGE)], RULE).hit  # right text, wrong file
 
 
 def test_summary_groups_by_kind_and_takes_latency_quantiles() -> None:
-    results = [timed(judge(case(kind), answer("", [], []), [], 0.6), s) for kind, s in [("fact", 0.1), ("list", 0.3)]]
+    results = [timed(judge(case(kind), answer("", [], []), [], RULE), s) for kind, s in [("fact", 0.1), ("list", 0.3)]]
     data = summary(results, "extractive")
     assert data["cases"] == 2 and data["backend"] == "extractive"
     assert set(data["by_kind"]) == {"fact", "list"}

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from coopbot.answer import CitationRule
 from coopbot.evals.cases import GoldQuote, QACase
 from coopbot.evals.gate import Breach, ThresholdsError, check, load_thresholds
 from coopbot.evals.qa import CaseResult, judge, summary
 from coopbot.evals.report import ReportError, compare, export_ragas, write_report
 from coopbot.schema import Answer, Citation, SentenceSupport
+
+RULE = CitationRule(min_support=0.6, min_word_support=0.75)
 
 PASSAGE = "第四十五条 从转让净收入中提取不低于百分之五十的比例。"
 GOLD = GoldQuote("law.md", "从转让净收入中提取不低于百分之五十的比例")
@@ -27,7 +30,7 @@ def result(case_id: str, kind: str, right: bool, question: str = "能分到多�
         answer = Answer("q", sentence + "[1]", [citation], False, support=[SentenceSupport(sentence, (1,), True, 1.0)])
     else:
         answer = Answer("q", "知识库中没有找到能回答这个问题的内容。", [], True)
-    judged = judge(case, answer, [("law.md", PASSAGE)], 0.6)
+    judged = judge(case, answer, [("law.md", PASSAGE)], RULE)
     judged.seconds = 0.05
     return judged
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from coopbot.chunking import split_sentences
 from coopbot.config import Settings
@@ -109,7 +110,7 @@ _QUESTION_WORDS = frozenset(
 _ENUMERATION = re.compile(r"哪些|哪几|有什么|有哪|包括什么|包含什么|几个方面|几项|列举|分别")
 _KEEP = re.compile(r"[0-9a-z\u3400-\u9fff]")
 # The numbering that opens a list item: （一） 一、 1. （1） ① and the like.
-_LIST_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]+[）)]|[一二三四五六七八九十]+、|\d+[.、．]|[①-⑳])")
+_LIST_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]+[）)]|[一二三四五六七八九十]+、|\d+[.、．](?!\d)|[①-⑳])")
 
 
 def question_terms(question: str) -> list[str]:
@@ -127,22 +128,111 @@ def support_score(sentence: str, passage: str) -> float:
     return len(wanted & char_bigrams(passage)) / len(wanted) if wanted else 0.0
 
 
+_FIGURE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _figure_at(figure: str, text: str, start: int = 0) -> int:
+    """Where `figure` occurs in `text` as a whole number (not 16 inside 2016 or 1.6), from `start`; -1: nowhere."""
+    found = re.compile(rf"(?<![\d.]){re.escape(figure)}(?![\d]|\.\d)").search(text, start)
+    return found.start() if found else -1
+
+
+def figures_found(sentence: str, passage: str, *, in_order: bool = False) -> bool:
+    """Every figure of the sentence occurs in the passage (in the same order, if asked).
+
+    A sentence that copies a passage's words but changes its figures (35.8 -> 38.5) is not supported by it.
+    """
+    text, at = comparable(passage), 0
+    for figure in _FIGURE.findall(comparable(sentence)):
+        where = _figure_at(figure, text, at if in_order else 0)
+        if where < 0:
+            return False
+        at = where + len(figure) if in_order else 0
+    return True
+
+
+_CLAUSE = re.compile(r"[，,；;：:。！？!?\n]")
+
+
+def _figures_placed(sentence: str, window: str) -> bool:
+    """The figures of each clause of the sentence occur, in order, within one clause of the window.
+
+    "制造业的税率从16%调到了9%" relates 16% and 9%; the passage does not ("现行16%的税率降至13%，……现行10%的
+    税率降至9%"): figures a sentence puts together must be together in the passage.
+    """
+    clauses = [comparable(clause) for clause in _CLAUSE.split(window)]
+    for part in _CLAUSE.split(sentence):
+        figures = _FIGURE.findall(comparable(part))
+        if figures and not any(figures_found(" ".join(figures), clause, in_order=True) for clause in clauses):
+            return False
+    return True
+
+
+def word_support(sentence: str, passage: str) -> float:
+    """Share of the sentence's words found in one sentence of the passage, or two adjacent ones, that also
+    holds the sentence's figures as the sentence relates them; the best such window counts (0.0: none)."""
+    words = set(tokenize(sentence))
+    if not words:
+        return 0.0
+    spans = split_sentences(passage) or [(0, len(passage))]
+    windows = [*spans, *((a[0], b[1]) for a, b in pairwise(spans))]
+    best = 0.0
+    for start, end in windows:
+        window = passage[start:end]
+        if _figures_placed(sentence, window):
+            text = comparable(window)
+            best = max(best, sum(word in text for word in words) / len(words))
+    return best
+
+
+@dataclass(frozen=True)
+class CitationRule:
+    """When a passage supports a sentence: one rule for the citation checker and the evaluation.
+
+    A quoted or lightly edited sentence shares most of its character bigrams with the passage
+    (`min_support`). A generated sentence may reword it ("制造业的税率从16%调到了13%" for "将制造业等行业现行
+    16%的税率降至13%"): it stands when one or two adjacent sentences of the passage hold `min_word_support`
+    of its words. Either way every figure of the sentence must be in the passage.
+    """
+
+    min_support: float
+    min_word_support: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CitationRule:
+        return cls(settings.citation_min_support, settings.citation_min_word_support)
+
+    def supports(self, sentence: str, passage: str) -> bool:
+        sentence = _LIST_ITEM.sub("", sentence, count=1)  # a list's own numbering ("2. ") is not a figure
+        if support_score(sentence, passage) >= self.min_support and figures_found(sentence, passage):
+            return True
+        return word_support(sentence, passage) >= self.min_word_support
+
+    def best(self, sentence: str, passages: Mapping[int, str]) -> tuple[int | None, float]:
+        """The passage that supports the sentence best (by character bigrams) and that score; None when none does."""
+        scores = {n: support_score(sentence, text) for n, text in passages.items()}
+        for n in sorted(scores, key=lambda n: -scores[n]):
+            if self.supports(sentence, passages[n]):
+                return n, scores[n]
+        return None, max(scores.values(), default=0.0)
+
+
 def check_citations(
-    claims: Sequence[tuple[str, Sequence[int]]], passages: Mapping[int, str], threshold: float
+    claims: Sequence[tuple[str, Sequence[int]]], passages: Mapping[int, str], rule: CitationRule
 ) -> list[SentenceSupport]:
-    """Verify each sentence's citations; drop those that do not support it, re-point to one that does.
+    """Verify each sentence's citations by `rule`; drop those that do not support it, re-point to one that does.
 
     A sentence no passage supports keeps no citation and is marked unsupported: the caller decides
     whether to flag or drop it.
     """
     verdicts = []
     for sentence, cited in claims:
-        scores = {n: support_score(sentence, text) for n, text in passages.items()}
-        kept = tuple(n for n in dict.fromkeys(cited) if scores.get(n, 0.0) >= threshold)
-        if not kept and scores:
-            best = max(scores, key=lambda n: scores[n])
-            kept = (best,) if scores[best] >= threshold else ()
-        score = max((scores[n] for n in kept), default=max(scores.values(), default=0.0))
+        kept = tuple(n for n in dict.fromkeys(cited) if n in passages and rule.supports(sentence, passages[n]))
+        if kept:
+            score = max(support_score(sentence, passages[n]) for n in kept)
+        else:
+            best, score = rule.best(sentence, passages)
+            kept = (best,) if best is not None else ()
         verdicts.append(SentenceSupport(sentence, kept, bool(kept), round(score, 4)))
     return verdicts
 
@@ -231,7 +321,10 @@ def _kinds(question: str) -> list[re.Pattern[str]]:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class ScoredSentence:
+    """A sentence of a retrieved passage and how well it answers the question: what the extractive
+    composer quotes and what a generator's prompt shows."""
+
     hit: Hit
     start: int  # sentence span within the chunk text
     end: int
@@ -242,9 +335,9 @@ class _Candidate:
         return self.hit.chunk.text[self.start : self.end]
 
 
-def _candidates(
+def score_sentences(
     question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings
-) -> list[_Candidate]:
+) -> list[ScoredSentence]:
     """Every sentence of the top passages, scored by embedding similarity plus lexical overlap.
 
     `asked` is the user's own question (for a follow-up, `question` also holds the earlier one): it
@@ -271,37 +364,36 @@ def _candidates(
         score = float(sim) + settings.answer_lexical_weight * overlap + 0.02 * prior
         if kinds and all(kind.search(hit.chunk.text[start:end]) for kind in kinds):
             score += _KIND_BONUS
-        candidates.append(_Candidate(hit, start, end, score))
+        candidates.append(ScoredSentence(hit, start, end, score))
     return sorted(candidates, key=lambda c: -c.score)
 
 
-def _redundant(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
+def _redundant(candidate: ScoredSentence, chosen: Sequence[ScoredSentence]) -> bool:
     grams = char_bigrams(candidate.text)
     return any(jaccard(grams, char_bigrams(other.text)) > 0.6 for other in chosen)
 
 
 def compose(
-    question: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings, *, asked: str | None = None
+    question: str, candidates: Sequence[ScoredSentence], settings: Settings
 ) -> tuple[str, list[Citation], list[SentenceSupport]]:
     """Pick the sentences that best answer the question, verbatim, grouped by passage, each with `[n]`.
 
-    `question` is what was searched; `asked`, when given, is the user's own wording of it.
+    `question` is what was searched; `candidates` come from `score_sentences`, best first.
     """
-    candidates = _candidates(question, asked or question, hits, embedder, settings)
     if not candidates:
         return "", [], []
     enumeration = bool(_ENUMERATION.search(comparable(question)))
     limit = settings.answer_max_sentences_list if enumeration else settings.answer_max_sentences
     margin = settings.answer_margin * (2 if enumeration else 1)
     best = candidates[0].score
-    chosen: list[_Candidate] = []
+    chosen: list[ScoredSentence] = []
     for candidate in candidates:
         if len(chosen) == limit or candidate.score < best - margin:
             break
         if not _redundant(candidate, chosen):
             chosen.append(candidate)
 
-    chosen += _list_items(chosen, candidates, settings.answer_max_sentences_list)
+    chosen += list_items(chosen, candidates, settings.answer_max_sentences_list)
 
     # Number passages in order of their best sentence; within a passage keep the document's order.
     order: dict[str, int] = {}
@@ -316,20 +408,22 @@ def compose(
         lines.append("".join(("\n" if _LIST_ITEM.match(c.text) else "") + f"{c.text}[{n}]" for c in sentences))
         claims += [(c.text, [n]) for c in sentences]
     passages = {c.n: c.passage for c in citations}
-    support = check_citations(claims, passages, settings.citation_min_support)
+    support = check_citations(claims, passages, CitationRule.from_settings(settings))
     return "\n".join(lines), citations, support
 
 
-def _list_items(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate], limit: int) -> list[_Candidate]:
+def list_items(
+    chosen: Sequence[ScoredSentence], candidates: Sequence[ScoredSentence], limit: int
+) -> list[ScoredSentence]:
     """A chosen lead-in that ends in a colon ("按照下列标准……：") brings the list items that follow it.
 
     Without them the answer would announce an answer and stop.
     """
-    by_passage: dict[str, list[_Candidate]] = {}
+    by_passage: dict[str, list[ScoredSentence]] = {}
     for candidate in candidates:
         by_passage.setdefault(candidate.hit.chunk.chunk_id, []).append(candidate)
     taken = {(c.hit.chunk.chunk_id, c.start) for c in chosen}
-    extra: list[_Candidate] = []
+    extra: list[ScoredSentence] = []
     for lead in chosen:
         if not lead.text.rstrip().endswith(("：", ":")):
             continue
@@ -345,7 +439,7 @@ def _list_items(chosen: Sequence[_Candidate], candidates: Sequence[_Candidate], 
     return extra
 
 
-def _citation(n: int, sentences: list[_Candidate]) -> Citation:
+def _citation(n: int, sentences: list[ScoredSentence]) -> Citation:
     """One citation per passage: the span from its first to its last chosen sentence, verbatim."""
     chunk: Chunk = sentences[0].hit.chunk
     return span_citation(n, chunk, min(c.start for c in sentences), max(c.end for c in sentences))

@@ -19,7 +19,7 @@ from coopbot.embedding import Embedder, cached_embedder, load_embedder
 from coopbot.generation import GenerationError, Generator, generate, make_generator, make_rewriter
 from coopbot.retrieval import Retriever
 from coopbot.rewrite import QueryRewriter
-from coopbot.schema import Answer, Hit, Turn
+from coopbot.schema import Answer, Turn
 from coopbot.textnorm import strip_control
 
 if TYPE_CHECKING:
@@ -100,19 +100,21 @@ class Assistant:
         )
         result.retrieved = hits
         streamed = False
+        ranked = retrieved
         if answer.is_covered(evidence, self.settings):
+            sentences = answer.score_sentences(query, text, hits, self.embedder, self.settings)
+            ranked = time.perf_counter()
             if self.generator is not None:
-                streamed = yield from self._generate(result, hits)
+                streamed = yield from self._generate(result, sentences)
             if result.backend == "extractive":  # no model, or the model failed before writing anything
-                result.text, result.citations, result.support = answer.compose(
-                    query, hits, self.embedder, self.settings, asked=text
-                )
+                result.text, result.citations, result.support = answer.compose(query, sentences, self.settings)
                 result.refused = not result.text or not answer.answers_the_kind(text, result.text)
         if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
             result.text = answer.REFUSAL + (answer.RELATED_NOTE if hits else "")
             result.citations, result.support, result.related = [], [], hits[:3]
         result.timings = {
             "retrieve_ms": round((retrieved - began) * 1000, 1),
+            "rank_ms": round((ranked - retrieved) * 1000, 1),  # scoring the passages' sentences
             "answer_ms": round((time.perf_counter() - retrieved) * 1000, 1),
             **result.timings,
         }
@@ -120,14 +122,14 @@ class Assistant:
             yield from result.text.splitlines(keepends=True)
         yield result
 
-    def _generate(self, result: Answer, hits: list[Hit]) -> abc.Generator[str, None, bool]:
+    def _generate(self, result: Answer, sentences: list[answer.ScoredSentence]) -> abc.Generator[str, None, bool]:
         """The model writes, code cites (`generation.generate`); returns whether any text was streamed.
 
         A failure before the first sentence marks the answer for the extractive composer, with a notice.
         """
         assert self.generator is not None
         try:
-            for event in generate(self.generator, result.query, hits, self.settings):
+            for event in generate(self.generator, result.query, sentences, self.settings):
                 if isinstance(event, str):
                     yield event
                     continue

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         le=1,
         description="A citation stands only if this share of its sentence's character bigrams occurs in the passage.",
     )
+    citation_min_word_support: float = Field(
+        0.75,
+        ge=0,
+        le=1.01,
+        description="A generated sentence that rewords its passage stands if this share of its words occurs in one "
+        "sentence of the passage, or two adjacent ones, that also holds all its figures in order (1.01: quotes only).",
+    )
     refusal_min_coverage: float = Field(
         0.7,
         ge=0,
@@ -215,11 +222,12 @@ class Settings(BaseSettings):
         2048, ge=512, le=131_072, description="llama.cpp context window in tokens (prompt plus answer)."
     )
     llm_prompt_tokens: int = Field(
-        900,
+        500,
         ge=200,
         le=100_000,
-        description="Token budget of the prompt (instructions, passages, question): passages are taken by "
-        "relevance until it is full. On a CPU, prompt reading is the floor of the time to the first token.",
+        description="Token budget of the prompt (instructions, passages, question): the passages' best sentences are "
+        "taken by relevance until it is full. On a CPU, prompt reading (~50 tokens/s on two cores) is the floor of "
+        "the time to the first token; the fixed system prompt (~150 tokens) is read once and reused.",
     )
     llm_max_tokens: int = Field(384, ge=16, le=8192, description="Most tokens a generated answer may have.")
     llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 answers the same each time.")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coopbot.answer import support_score
+from coopbot.answer import CitationRule
 from coopbot.evals.cases import QACase, covers, point_found
 from coopbot.schema import Answer
 
@@ -97,7 +97,7 @@ class CaseResult:
         }
 
 
-def judge(case: QACase, answer: Answer, retrieved: Sequence[tuple[str, str]], threshold: float) -> CaseResult:
+def judge(case: QACase, answer: Answer, retrieved: Sequence[tuple[str, str]], rule: CitationRule) -> CaseResult:
     """Score one answer. `retrieved` is (doc_file, passage) of the top chunks for the searched query."""
     result = CaseResult(case, answer, 0.0, hit=None)
     if case.answerable:
@@ -113,7 +113,7 @@ def judge(case: QACase, answer: Answer, retrieved: Sequence[tuple[str, str]], th
     passages = {c.n: c.passage for c in answer.citations}
     for sentence in answer.support:
         result.sentences_total += 1
-        accepted = [n for n in sentence.citations if support_score(sentence.sentence, passages.get(n, "")) >= threshold]
+        accepted = [n for n in sentence.citations if rule.supports(sentence.sentence, passages.get(n, ""))]
         result.sentences_supported += bool(accepted)
     return result
 
@@ -126,7 +126,7 @@ def run_cases(assistant: Assistant, cases: Iterable[QACase], progress: Progress 
     from coopbot.chain import QuestionError
 
     todo = list(cases)
-    threshold = assistant.settings.citation_min_support
+    rule = CitationRule.from_settings(assistant.settings)
     results = []
     for done, case in enumerate(todo, start=1):
         began = time.perf_counter()
@@ -137,7 +137,7 @@ def run_cases(assistant: Assistant, cases: Iterable[QACase], progress: Progress 
             error = str(exc)
             answer = Answer(question=case.question, text=error, citations=[], refused=True)
         seconds = time.perf_counter() - began
-        result = judge(case, answer, [(h.chunk.doc_id, h.chunk.text) for h in answer.retrieved], threshold)
+        result = judge(case, answer, [(h.chunk.doc_id, h.chunk.text) for h in answer.retrieved], rule)
         result.seconds, result.error = seconds, error
         results.append(result)
         if progress:
