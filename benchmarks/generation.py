@@ -95,7 +95,7 @@ def measure(assistant: Any, cases: list[Any], backend: str) -> Run:
         if first_text is not None:
             run.first_text_s.append(first_text)
         timings = final.timings
-        if "first_token_ms" in timings and final.backend != "extractive":
+        if "first_token_ms" in timings:  # the model was asked (also when its answer was not used)
             before = ("retrieve_ms", "rank_ms", "prompt_ms", "first_token_ms")
             run.first_token_s.append(sum(timings[key] for key in before) / 1000)
             run.prompt_tokens.append(timings["prompt_tokens"])

@@ -15,6 +15,7 @@ from coopbot.evals import QACase, covers, load_qa_cases
 from coopbot.schema import Answer
 
 from .conftest import KNOWLEDGE, ROOT
+from .scripted import Scripted
 
 CASES = load_qa_cases(ROOT / "evals" / "qa" / "knowledge.jsonl")
 
@@ -122,3 +123,22 @@ def test_final_answer_and_json_form_without_retrieved_passages() -> None:
     assert "retrieved" not in answer.to_dict()  # the JSON form is unchanged: cited and related passages only
     with pytest.raises(RuntimeError, match="without an Answer"):
         final_answer(iter(["text only"]))
+
+
+def test_an_ungrounded_model_answer_falls_back_to_the_verified_quotes(kb_settings: Settings) -> None:
+    """A model that writes only what the passages do not say is not trusted, and the user still gets an answer."""
+    invented = Scripted(list("每年5月30日是全国科技工作者日，也是法定节假日，全国放假三天。"))
+    assistant = Assistant(kb_settings, generator=invented)
+    events = list(assistant.stream("全国科技工作者日是哪一天？"))
+    answer = events[-1]
+    assert isinstance(answer, Answer) and invented.calls, "the model was asked"
+    assert answer.backend == "extractive" and answer.fallback_from == "scripted" and not answer.refused
+    assert "5月30日" in answer.text and "放假" not in "".join(e for e in events if isinstance(e, str))
+    assert any("找不到依据" in n and "摘录式回答" in n for n in answer.notices)
+    for citation in answer.citations:
+        assert citation.quote in (KNOWLEDGE / citation.doc_file).read_text(encoding="utf-8")
+
+
+def test_a_model_that_declines_is_a_refusal(kb_settings: Settings) -> None:
+    answer = Assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。"))).ask("全国科技工作者日是哪一天？")
+    assert answer.refused and not answer.citations and answer.backend == "scripted" and not answer.fallback_from

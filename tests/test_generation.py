@@ -44,6 +44,7 @@ from coopbot.rewrite import heuristic_rewrite
 from coopbot.schema import Chunk, Hit, Turn
 
 from .httpfake import Behaviour, fake_openai, free_port
+from .scripted import Scripted
 
 RULE = CitationRule(min_support=0.6, min_word_support=0.75)
 
@@ -62,28 +63,6 @@ def _hit(text: str, rank: int, doc: str = "doc.md", title: str = "标题") -> Hi
 
 
 HITS = [_hit(LAW, 1, "law.md", "促进科技成果转化法"), _hit(AREA, 2, "yrd.md", "长三角规划纲要")]
-
-
-class Scripted:
-    """A generator that replays text pieces (and optionally fails after some): the model is not under test."""
-
-    name = "scripted"
-
-    def __init__(self, pieces: Sequence[str], fail_after: int | None = None, error: str = "断了") -> None:
-        self.pieces = list(pieces)
-        self.fail_after = fail_after
-        self.error = error
-        self.calls: list[Sequence[Message]] = []
-
-    def count_tokens(self, text: str) -> int:
-        return estimate_tokens(text)
-
-    def stream(self, messages: Sequence[Message], *, max_tokens: int, timeout_s: float) -> Iterator[str]:
-        self.calls.append(messages)
-        for i, piece in enumerate(self.pieces):
-            if self.fail_after is not None and i == self.fail_after:
-                raise GenerationError(self.error)
-            yield piece
 
 
 def _chars(text: str) -> list[str]:
@@ -182,7 +161,10 @@ def test_sentences_copied_from_the_question_are_never_shown() -> None:
 
 def test_a_lead_in_that_restates_the_question_is_left_out_and_not_scored() -> None:
     question = "长三角规划的范围是怎么规定的？"
-    model = "长三角规划的范围是这样规定的：\n1. 规划范围包括上海市、江苏省、浙江省、安徽省全域。\n2. 面积35.8万平方公里。"
+    model = (
+        "长三角规划的范围是这样规定的：\n1. 规划范围包括上海市、江苏省、浙江省、安徽省全域。"
+        + "\n2. 面积35.8万平方公里。"
+    )
     _texts, final = _run(Scripted(_chars(model)), question=question)
     assert final.text == "1. 规划范围包括上海市、江苏省、浙江省、安徽省全域。[1]\n2. 面积35.8万平方公里。[1]"
     assert [s.supported for s in final.support] == [True, True] and not final.refused
@@ -294,9 +276,11 @@ def test_generate_failure_before_any_sentence_raises_after_one_keeps_it() -> Non
 
 def test_generate_refusal_and_empty_answer() -> None:
     _texts, final = _run(Scripted(_chars(NO_INFO + "。")))
-    assert final.refused and final.text == ""
+    assert final.refused and final.text == "" and not final.ungrounded  # the model declined: honoured
     _texts, final = _run(Scripted(["【资料1】", "\n"]))
-    assert final.refused
+    assert final.refused and final.ungrounded  # it wrote nothing usable
+    texts, final = _run(Scripted(_chars("长三角每年接待游客十亿人次。")))
+    assert final.refused and final.ungrounded and not texts  # nothing it wrote rests on the passages
 
 
 def test_drop_mode_and_its_notice() -> None:

@@ -133,10 +133,16 @@ class Assistant:
                 if isinstance(event, str):
                     yield event
                     continue
+                result.timings = event.timings
+                if event.ungrounded:  # nothing shown: the verified extractive answer instead of a refusal
+                    result.fallback_from, result.backend = self.generator.name, "extractive"
+                    result.notices.append(
+                        f"生成模型（{self.generator.name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
+                    )
+                    return False
                 result.text, result.citations, result.support = event.text, event.citations, event.support
                 result.refused = event.refused
                 result.notices += event.notices
-                result.timings = event.timings
         except GenerationError as exc:
             result.fallback_from, result.backend = self.generator.name, "extractive"
             result.notices.append(f"生成模型（{self.generator.name}）没有给出回答：{exc} 以下是摘录式回答。")

@@ -566,6 +566,7 @@ class Attacher:
     shown: list[str] = field(default_factory=list)
     support: list[SentenceSupport] = field(default_factory=list)
     refused: bool = False
+    declined: bool = False  # the model itself said the passages do not answer
     dropped: int = 0
     echoed: int = 0
     _done_upto: int = 0
@@ -594,8 +595,8 @@ class Attacher:
 
     @property
     def ungrounded(self) -> bool:
-        """The model wrote sentences, but none that the passages support."""
-        return bool(self.support) and not any(s.supported for s in self.support)
+        """No answer, though the model did not decline: nothing it wrote rests on the passages."""
+        return self.refused and not self.declined
 
     def _settle(self, final: bool) -> str:
         spans = [(s, e) for s, e in split_sentences(self.raw) if e > self._done_upto]
@@ -631,7 +632,7 @@ class Attacher:
             return ""
         if says_no_info(sentence):
             if not self.shown and not self.support:
-                self.refused = True  # the model's first word is that the passages do not answer
+                self.refused = self.declined = True  # the model's first word is that the passages do not answer
             else:  # a remark about the passages, not a claim: shown, not cited, not scored
                 self._held.append((breaks, sentence))
             return ""
@@ -695,6 +696,7 @@ class Generated:
     citations: list[Citation]
     support: list[SentenceSupport]
     refused: bool  # the model said the passages do not answer (or wrote nothing usable)
+    ungrounded: bool  # refused without the model declining: it wrote nothing the passages support
     notices: list[str]
     timings: dict[str, float]
 
@@ -754,13 +756,12 @@ def generate(
         "passages": float(len(prompt.passages)),
     }
     refused = attacher.refused or not attacher.text.strip()
-    yield Generated(attacher.text, attacher.citations(), attacher.support, refused, notices, timings)
+    ungrounded = refused and not attacher.declined
+    yield Generated(attacher.text, attacher.citations(), attacher.support, refused, ungrounded, notices, timings)
 
 
 def _notices(attacher: Attacher) -> list[str]:
     """What the reader should know about the sentences that were held back, dropped or flagged."""
-    if attacher.ungrounded:
-        return ["模型写出的回答在资料中找不到依据，因此没有采用。"]
     notices = []
     if attacher.echoed:
         notices.append(f"省略了 {attacher.echoed} 句复述问题的话：问题里的要求不会被当作指令执行。")
