@@ -135,3 +135,18 @@ def test_summary_groups_by_kind_and_takes_latency_quantiles() -> None:
     assert data["by_kind"]["list"]["latency_ms"] == {"p50": 300.0, "p95": 300.0}
     assert data["overall"]["latency_ms"]["p50"] == pytest.approx(200.0)
     assert set(data["overall"]) >= {"hit@5", "answer_point_recall", "citation_precision", "latency_ms"}
+
+
+def test_support_is_rechecked_against_the_passage_with_its_headings() -> None:
+    """The year in 2024年……7000亿元 comes from the report's title: the checker read it there, and so does the judge."""
+    passage = "今年中央预算内投资拟安排7000亿元。"
+    sentence = "2024年中央预算内投资拟安排7000亿元。"
+    titled = Citation(
+        1, "r#1", "report.md", "政府工作报告（2024年）", ("政府工作报告（2024年）",), passage, 0, 18, passage
+    )
+    support = [SentenceSupport(sentence, (1,), True, 0.8)]
+    result = judge(case(), answer(sentence + "[1]", [titled], support), [("report.md", passage)], RULE)
+    assert result.sentences_supported == result.sentences_total == 1
+    untitled = Citation(1, "r#1", "report.md", "政府工作报告", ("政府工作报告",), passage, 0, 18, passage)
+    result = judge(case(), answer(sentence + "[1]", [untitled], support), [("report.md", passage)], RULE)
+    assert result.sentences_supported == 0  # 2024 is nowhere in what the passage shows

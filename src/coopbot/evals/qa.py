@@ -27,7 +27,7 @@ import numpy as np
 
 from coopbot.answer import CitationRule
 from coopbot.evals.cases import QACase, covers, point_found
-from coopbot.schema import Answer
+from coopbot.schema import Answer, embed_text
 
 if TYPE_CHECKING:
     from coopbot.chain import Assistant
@@ -110,7 +110,7 @@ def judge(case: QACase, answer: Answer, retrieved: Sequence[tuple[str, str]], ru
         result.citations_on_gold = sum(
             1 for c in cited.values() if any(covers(c.passage, c.doc_file, g) for g in case.gold)
         )
-    passages = {c.n: c.passage for c in answer.citations}
+    passages = {c.n: embed_text(c.heading_path, c.passage) for c in answer.citations}  # what the checker read
     for sentence in answer.support:
         result.sentences_total += 1
         accepted = [n for n in sentence.citations if rule.supports(sentence.sentence, passages.get(n, ""))]
