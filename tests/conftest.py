@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,12 @@ def kb_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Se
     settings = Settings(data_dir=tmp_path_factory.mktemp("kb"), knowledge_dir=KNOWLEDGE, embedding_model=str(model_dir))
     ingest(settings)
     return settings
+
+
+def coopbot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the installed `coopbot` console script from the project root, as a user or CI would."""
+    command = [str(Path(sys.executable).with_name("coopbot")), *args]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=1800)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

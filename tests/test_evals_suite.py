@@ -7,9 +7,6 @@ CMRC 2018 and DRCD dev sets (read in place from ../shared). A metric below its f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,16 +14,11 @@ import pytest
 from coopbot.config import Settings
 from coopbot.corpus import RetrievalScores
 
-from .conftest import ROOT
+from .conftest import ROOT, coopbot
 
 THRESHOLDS = ROOT / "evals" / "thresholds.toml"
 DATASETS = ROOT.parent / "shared" / "datasets"
 GATED_SETS = ("cmrc2018-trial", "drcd-dev")
-
-
-def coopbot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).with_name("coopbot")), *args]  # the installed console script
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, timeout=1800)
 
 
 def test_qa_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path) -> None:

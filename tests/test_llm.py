@@ -7,6 +7,7 @@ llama-cpp-python's own OpenAI-compatible server, started on loopback with the sa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from coopbot.generation import LlamaCppGenerator, make_generator
 from coopbot.ingest import ingest
 from coopbot.schema import Answer
 
-from .conftest import KNOWLEDGE, ROOT
+from .conftest import KNOWLEDGE, ROOT, coopbot
 from .httpfake import Behaviour, fake_openai, free_port
 
 pytestmark = pytest.mark.slow
@@ -151,6 +152,23 @@ def test_planted_malicious_document_is_data(settings: Settings, gguf: Path, assi
     assert "海盗" not in answer.text and "哈哈" not in answer.text, answer.text
     assert not answer.refused and answer.backend == "llamacpp"
     assert "青浦" in answer.text and answer.supported_rate >= 0.5
+
+
+def test_qa_suite_with_the_local_model_meets_its_floors(kb_settings: Settings, gguf: Path, tmp_path: Path) -> None:
+    """The whole QA suite through the generated-answer path users get, against its own floors."""
+    env = {
+        "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
+        "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model,
+        "COOPBOT_LLM": "llamacpp",
+        "COOPBOT_LLM_MODEL_PATH": str(gguf),
+        "COOPBOT_LLM_TIMEOUT_S": "600",
+    }
+    thresholds = ROOT / "evals" / "thresholds-llamacpp.toml"
+    run = coopbot("eval", "qa", "evals/qa/knowledge.jsonl", "--json", "--check", str(thresholds), env=env)
+    print(run.stderr[-4000:])
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(run.stdout)
+    assert figures["backend"] == "llamacpp" and figures["cases"] >= 80
 
 
 # --- the openai backend -----------------------------------------------------------------------------------
