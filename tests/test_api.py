@@ -66,12 +66,14 @@ def test_follow_up_uses_history(web_server: WebServer) -> None:
 
 def parse_sse(lines: list[str]) -> list[tuple[str, str]]:
     """(event, data) pairs of a text/event-stream body."""
-    events, name, data = [], "message", []
+    events: list[tuple[str, str]] = []
+    data: list[str] = []
+    name = "message"
     for line in lines:
         if not line:
             if data:
                 events.append((name, "\n".join(data)))
-            name, data = "message", []
+            name, data = "message", list[str]()
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("data:"):
@@ -150,7 +152,7 @@ def test_openai_client_needs_a_valid_key(web_server: WebServer) -> None:
 
 
 def test_gradio_client_calls_the_chat_endpoint(web_server: WebServer) -> None:
-    from gradio_client import Client
+    from gradio_client import Client  # type: ignore[import-untyped]
 
     client = Client(web_server.url + "/", verbose=False)
     result = client.predict(FACT_QUESTION, [], api_name="/chat")

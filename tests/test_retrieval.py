@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from coopbot.embedding import Embedder, cached_embedder, load_embedder
 from coopbot.ingest import ingest
 from coopbot.lexical import LexicalIndex, index_path
 from coopbot.retrieval import Candidate, Retriever, fuse
+from coopbot.schema import Hit
 
 from .test_server_mode import chroma_server  # noqa: F401 - a fixture
 
@@ -68,8 +70,8 @@ def retriever(corpus_settings: Settings) -> Retriever:
     return Retriever(corpus_settings, embedder=load_embedder(corpus_settings))
 
 
-def _ids(hits: list[object]) -> list[str]:
-    return [h.chunk.chunk_id for h in hits]  # type: ignore[attr-defined]
+def _ids(hits: Sequence[Hit]) -> list[str]:
+    return [h.chunk.chunk_id for h in hits]
 
 
 def test_hybrid_finds_what_only_bm25_finds(retriever: Retriever) -> None:
