@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from coopbot import llm_model
@@ -30,6 +29,7 @@ from coopbot.schema import Answer
 
 from .conftest import KNOWLEDGE, ROOT, coopbot
 from .httpfake import Behaviour, fake_openai, free_port
+from .processes import stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -206,25 +206,10 @@ def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "llama_cpp.server did not come up within 120 s"
-            time.sleep(0.5)
+        wait_ready(f"{base}/models", process, log_path, timeout=120, what="llama_cpp.server")
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 

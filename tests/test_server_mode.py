@@ -6,8 +6,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from coopbot.retrieval import Retriever
 from coopbot.store import ChunkStore, StoreError
 
 from .conftest import KNOWLEDGE
+from .processes import stop, wait_ready
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 
@@ -57,22 +56,11 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-                time.sleep(0.3)
+        heartbeat = f"http://127.0.0.1:{port}/api/v2/heartbeat"
+        wait_ready(heartbeat, process, tmp_path / "chroma.log", timeout=60, what="chroma run")
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
 
 

@@ -24,6 +24,8 @@ import pytest
 
 from coopbot.config import Settings
 
+from .processes import stop, wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"  # git-ignored: screenshots and the server log
 API_KEY = "test-api-key-7f3a"
@@ -70,23 +72,6 @@ class WebServer:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{tail}")
-        try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"the server did not answer within {timeout} s:\n{log.read_text(errors='replace')[-4000:]}")
-
-
 @pytest.fixture(scope="session")
 def web_server(tmp_path_factory: pytest.TempPathFactory, kb_settings: Settings, model_dir: Path) -> Iterator[WebServer]:
     """`python app.py` over a copy of the indexed knowledge base, with API keys, admin token and embed secret set."""
@@ -127,16 +112,11 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, kb_settings: Settings, 
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=base, env=env, stdout=out, stderr=out)
     try:
-        _wait_ready(url, process, log, timeout=180)
+        wait_ready(url + "/", process, log, timeout=180, what="the web server")
         server = WebServer(url, data_dir, knowledge, log, portal_url, portal_dir, time.monotonic() - began)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=15)
         portal.shutdown()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log, ARTIFACTS / "server.log")
