@@ -478,7 +478,7 @@ def build_prompt(
     """The best sentences of the retrieved passages (`answer.score_sentences`, best first) until the token
     budget is full.
 
-    On a CPU every prompt token is read before the first answer token (~53 tokens/s here), so the prompt
+    On a CPU every prompt token is read before the first answer token (~50 tokens/s on two cores), so the prompt
     carries the sentences that answer the question rather than whole passages: each passage shows its
     chosen sentences in document order under its title and heading, numbered by its best sentence. A
     chosen lead-in that ends in a colon brings its list items, as in the extractive answer. A sentence
