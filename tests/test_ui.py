@@ -248,9 +248,9 @@ def test_answer_footer_names_the_backend_and_a_fallback() -> None:
 
     answer = Answer(question="问", text="答。[1]", citations=[], refused=False, backend="llamacpp")
     assert answer_footer(answer).endswith("*回答方式：本地模型（llamacpp）*")
-    answer.backend, answer.fallback_from, answer.notices = "extractive", "openai", ["生成接口 *超时*。"]
+    answer.backend, answer.fallback_from, answer.notices = "extractive", "my_llm", ["生成接口 *超时*。"]
     footer = answer_footer(answer)
-    assert "生成接口 \\*超时\\*" in footer and footer.endswith("*回答方式：原文摘录（extractive），openai 未能回答*")
+    assert "生成接口 \\*超时\\*" in footer and footer.endswith("*回答方式：原文摘录（extractive），my\\_llm 未能回答*")
 
 
 def test_rendering_escapes_everything_but_coopbot_markup() -> None:

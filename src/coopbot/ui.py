@@ -200,7 +200,7 @@ def answer_footer(answer: Answer) -> str:
     notices = "".join(f"\n\n*{escape_markdown(notice)}*" for notice in answer.notices)
     label = f"{_BACKENDS.get(answer.backend, answer.backend)}（{answer.backend}）"
     if answer.fallback_from:
-        label += f"，{escape_markdown(answer.fallback_from)} 未能回答"
+        label += f"，{answer.fallback_from} 未能回答"
     return f"{notices}\n\n*回答方式：{escape_markdown(label)}*"
 
 
