@@ -755,9 +755,9 @@ def generate(
         "prompt_tokens": float(prompt.tokens),
         "passages": float(len(prompt.passages)),
     }
-    refused = attacher.refused or not attacher.text.strip()
-    ungrounded = refused and not attacher.declined
-    yield Generated(attacher.text, attacher.citations(), attacher.support, refused, ungrounded, notices, timings)
+    yield Generated(
+        attacher.text, attacher.citations(), attacher.support, attacher.refused, attacher.ungrounded, notices, timings
+    )
 
 
 def _notices(attacher: Attacher) -> list[str]:
