@@ -142,9 +142,13 @@ def figures_found(sentence: str, passage: str, *, in_order: bool = False) -> boo
 
     A sentence that copies a passage's words but changes its figures (35.8 -> 38.5) is not supported by it.
     """
-    text, at = comparable(passage), 0
-    for figure in _FIGURE.findall(comparable(sentence)):
-        where = _figure_at(figure, text, at if in_order else 0)
+    return _figures_in(_FIGURE.findall(comparable(sentence)), comparable(passage), in_order=in_order)
+
+
+def _figures_in(figures: Sequence[str], text: str, *, in_order: bool) -> bool:
+    at = 0
+    for figure in figures:
+        where = _figure_at(figure, text, at)
         if where < 0:
             return False
         at = where + len(figure) if in_order else 0
@@ -163,7 +167,7 @@ def _figures_placed(sentence: str, window: str) -> bool:
     clauses = [comparable(clause) for clause in _CLAUSE.split(window)]
     for part in _CLAUSE.split(sentence):
         figures = _FIGURE.findall(comparable(part))
-        if figures and not any(figures_found(" ".join(figures), clause, in_order=True) for clause in clauses):
+        if figures and not any(_figures_in(figures, clause, in_order=True) for clause in clauses):
             return False
     return True
 
@@ -203,18 +207,28 @@ class CitationRule:
         return cls(settings.citation_min_support, settings.citation_min_word_support)
 
     def supports(self, sentence: str, passage: str) -> bool:
-        sentence = _LIST_ITEM.sub("", sentence, count=1)  # a list's own numbering ("2. ") is not a figure
-        if support_score(sentence, passage) >= self.min_support and figures_found(sentence, passage):
-            return True
-        return word_support(sentence, passage) >= self.min_word_support
+        claim = _claim(sentence)
+        return self._supports(claim, passage, support_score(claim, passage))
 
     def best(self, sentence: str, passages: Mapping[int, str]) -> tuple[int | None, float]:
         """The passage that supports the sentence best (by character bigrams) and that score; None when none does."""
-        scores = {n: support_score(sentence, text) for n, text in passages.items()}
+        claim = _claim(sentence)
+        scores = {n: support_score(claim, text) for n, text in passages.items()}
         for n in sorted(scores, key=lambda n: -scores[n]):
-            if self.supports(sentence, passages[n]):
+            if self._supports(claim, passages[n], scores[n]):
                 return n, scores[n]
         return None, max(scores.values(), default=0.0)
+
+    def _supports(self, claim: str, passage: str, score: float) -> bool:
+        """`supports`, given the claim's character-bigram `score` against the passage (computed once)."""
+        if score >= self.min_support and figures_found(claim, passage):
+            return True
+        return word_support(claim, passage) >= self.min_word_support
+
+
+def _claim(sentence: str) -> str:
+    """What a sentence claims: without a list's own numbering ("2. "), which is not a figure."""
+    return _LIST_ITEM.sub("", sentence, count=1)
 
 
 def check_citations(
