@@ -114,7 +114,7 @@ class Assistant:
             ranked = time.perf_counter()
             if self.generator is not None:
                 streamed = yield from self._generate(result, sentences, query)
-            if result.backend == "extractive":  # no model, or the model failed before writing anything
+            if result.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
                 result.text, result.citations, result.support = answer.compose(query, sentences, self.settings)
                 result.refused = not result.text or not answer.answers_the_kind(text, result.text)
         if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
