@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -133,6 +133,13 @@ def main() -> int:
     parser.add_argument("--backends", default="extractive,llamacpp", help="comma-separated, in this order")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--show", action="store_true", help="print every answer")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a --json output of an earlier run (e.g. benchmarks/figures/generation-inprocess.json, llama.cpp in the "
+        "app's process): print its llamacpp figures beside these and the ratio, and check the process boundary "
+        "costs under 5 %% of the time to first token",
+    )
     args = parser.parse_args()
 
     from coopbot.chain import Assistant
@@ -174,12 +181,38 @@ def main() -> int:
         print(f"{'':26}" + "".join(f"{s['backend']:>14}" for s in summaries))
         for key in keys:
             print(f"{key:26}" + "".join(f"{_cell(s[key]):>14}" for s in summaries))
+    status = 0
+    if args.baseline is not None:
+        out = sys.stderr if args.json else sys.stdout  # --json keeps stdout one JSON document
+        status = compare(summaries, json.loads(args.baseline.read_text(encoding="utf-8")), out)
     if args.show:
         for run in runs:
             for item in run.answers:
                 print(f"\n[{run.backend} {item['id']} points {item['points']} supported {item['supported']}]")
                 print(item["text"])
-    return 0
+    return status
+
+
+COMPARED = ("first_token_p50_s", "first_token_p95_s", "first_text_p50_s", "total_p50_s", "total_p95_s")
+BOUNDARY_BUDGET = 1.05  # the model process may cost at most 5 % of the time to first token
+
+
+def compare(summaries: list[dict[str, Any]], baseline: dict[str, Any], out: TextIO) -> int:
+    """This run's llamacpp figures beside the baseline's, with ratios; 1 when the TTFT target is missed."""
+    now = next((s for s in summaries if s["backend"] == "llamacpp"), None)
+    before = next((s for s in baseline.get("runs", []) if s["backend"] == "llamacpp"), None)
+    if now is None or before is None:
+        print("--baseline: both runs need the llamacpp backend", file=sys.stderr)
+        return 2
+    print(f"\n{'':26}{'baseline':>14}{'now':>14}{'ratio':>10}", file=out)
+    for key in COMPARED:
+        ratio = now[key] / before[key] if now.get(key) and before.get(key) else None
+        cells = (_cell(before.get(key)), _cell(now.get(key)), _cell(ratio and round(ratio, 3)))
+        print(f"{key:26}{cells[0]:>14}{cells[1]:>14}{cells[2]:>10}", file=out)
+    ratio = now["first_token_p50_s"] / before["first_token_p50_s"]
+    verdict = "met" if ratio < BOUNDARY_BUDGET else "MISSED"
+    print(f"time to first token p50: {ratio:.3f}x the baseline (target < {BOUNDARY_BUDGET}): {verdict}", file=out)
+    return 0 if ratio < BOUNDARY_BUDGET else 1
 
 
 def _cell(value: Any) -> str:

@@ -10,6 +10,9 @@ VENV=${COOPBOT_VENV:-.venv}
 if [ "${COOPBOT_LLM:-}" = "extractive" ]; then
   "$VENV/bin/coopbot" model prepare
 else
-  "$VENV/bin/coopbot" model prepare --llm  # also assemble and verify the offline answer model (about 10 s)
+  # also assemble and verify the offline answer model, and check it answers on this machine (about 20 s); if it
+  # does not (a llama.cpp build this CPU refuses), the app still starts: COOPBOT_LLM=auto then quotes instead
+  "$VENV/bin/coopbot" model prepare --llm ||
+    echo "run.sh: the local answer model is not usable here (see above); serving extractive answers" >&2
 fi
 exec "$VENV/bin/python" app.py

@@ -89,4 +89,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+# Where CI's time goes, printed at the end of every run (README, Testing): the local model's tests,
+# the other slow ones (real embedding model, Chroma, servers, browser), and the quick ones.
+_LOCAL_MODEL_FILES = ("test_llm.py", "test_model_process.py", "test_llama_build.py")
+_SPENT: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.nodeid.split("::")[0].rsplit("/", 1)[-1] in _LOCAL_MODEL_FILES:
+        group = "local model"
+    elif "slow" in report.keywords:
+        group = "slow"
+    else:
+        group = "quick"
+    _SPENT[group] = _SPENT.get(group, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SPENT:
+        parts = ", ".join(f"{group} {seconds:.0f} s" for group, seconds in sorted(_SPENT.items()))
+        terminalreporter.write_line(f"time by group (setup + call + teardown): {parts}")
+
+
 from .web_fixtures import web_server  # noqa: E402, F401 - one real web server per session for test_api/test_ui

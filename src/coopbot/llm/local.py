@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -44,14 +45,20 @@ class LocalModelGenerator:
         self.model_path = model_path
         self.settings = settings
         self.server = server or model_server(model_path, settings)
+        self._counter_lock = threading.Lock()
+        self._token_counter: _TokenCounter | None = None
         self.server.start()
 
     def count_tokens(self, text: str) -> int:
-        """Exact, from the model's own tokenizer while the process is ready; an estimate otherwise."""
+        """Exact, from the model's own tokenizer while the process is ready; an estimate otherwise.
+
+        A prompt is fitted with some thirty counts, so they share one kept-alive connection: a new
+        client per count cost about 20 ms each, half a second per answer.
+        """
         url = self.server.url
         if url is None:
             return estimate_tokens(text)
-        return _count_tokens(url, text)
+        return self._counter(url.removesuffix("/v1")).count(text)
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int, timeout_s: float) -> Iterator[str]:
         body = {
@@ -59,6 +66,9 @@ class LocalModelGenerator:
             "messages": list(messages),
             "max_tokens": max_tokens,
             "temperature": self.settings.llm_temperature,
+            # llama.cpp's server defaults to 1.1, the library to 1.0: a penalty on repeated tokens pushes a model
+            # that should copy the passages' figures and names away from them (answer-point recall 0.781 vs 0.812)
+            "repeat_penalty": 1.0,
         }
 
         def run() -> Iterator[str]:
@@ -67,6 +77,12 @@ class LocalModelGenerator:
 
         return run()
 
+    def _counter(self, root: str) -> _TokenCounter:
+        with self._counter_lock:
+            if self._token_counter is None or self._token_counter.root != root:  # a restart moved the port
+                self._token_counter = _TokenCounter(root)
+            return self._token_counter
+
     def status(self) -> ModelStatus:
         return self.server.status()
 
@@ -74,13 +90,22 @@ class LocalModelGenerator:
         self.server.stop()
 
 
-@functools.lru_cache(maxsize=4096)
-def _count_tokens(base_url: str, text: str) -> int:
-    import httpx
+class _TokenCounter:
+    """Token counts from the model process's tokenizer over one connection, remembered per text."""
 
-    root = base_url.removesuffix("/v1")
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
-        response = httpx.post(f"{root}/extras/tokenize/count", json={"input": text}, timeout=5.0, trust_env=False)
-        if response.status_code == 200:
-            return int(response.json()["count"])
-    return estimate_tokens(text)
+    def __init__(self, root: str) -> None:
+        import httpx
+
+        self.root = root
+        self._client = httpx.Client(base_url=root, timeout=5.0, trust_env=False)
+        self._lock = threading.Lock()  # an httpx.Client is not shared between threads mid-request
+        self.count = functools.lru_cache(maxsize=4096)(self._count)
+
+    def _count(self, text: str) -> int:
+        import httpx
+
+        with self._lock, contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            response = self._client.post("/extras/tokenize/count", json={"input": text})
+            if response.status_code == 200:
+                return int(response.json()["count"])
+        return estimate_tokens(text)

@@ -74,6 +74,8 @@ def llama_server_args(model_path: Path, *, threads: int, ctx: int, verbose: bool
         "--n_batch", "512",
         "--seed", "0",
         "--interrupt_requests", "False",  # its default lets a new request cut off the answer in flight
+        "--logits_all", "False",  # its default computes the vocabulary's logits for every prompt token: +15 % TTFT
+        "--use_mlock", "False",  # as in-process: pinning 1.1 GB of RAM buys nothing on a machine that does not swap
         "--verbose", str(verbose),
     ]  # fmt: skip
 
