@@ -144,3 +144,26 @@ def test_traditional_questions_use_traditional_characters() -> None:
         if case["kind"] == "traditional" and to_simplified(case["question"]) == case["question"]
     ]
     assert not plain, f"no traditional-only characters in {plain}"
+
+
+BLIND_FILE = ROOT / "evals" / "qa" / "blind.jsonl"
+
+
+def test_blind_set_is_well_formed_and_its_quotes_are_in_the_knowledge_base() -> None:
+    """The blind set (issue 12) is written by someone who does not tune the answer code; this test checks it
+    without showing its questions: failures name case ids only."""
+    from coopbot.evals import load_qa_cases
+
+    cases = load_qa_cases(BLIND_FILE)
+    assert len(cases) >= 80 and len({c.id for c in cases}) == len(cases)
+    unanswerable = [c for c in cases if not c.gold]
+    assert len(unanswerable) >= 25 and all(not c.answer_points for c in unanswerable)
+    bad = [c.id for c in cases for g in c.gold if g.file not in KNOWLEDGE_FILES or g.quote not in _text(g.file)]
+    assert not bad, f"gold quotes not verbatim in the cleaned text: {bad}"
+    pointless = [
+        c.id
+        for c in cases
+        for p in c.answer_points
+        if not any(for_matching(p) in for_matching(g.quote) for g in c.gold)
+    ]
+    assert not pointless, f"answer points found in no gold quote: {pointless}"
