@@ -315,6 +315,7 @@ def _prepare_llm(settings: Settings, force: bool) -> None:
     from coopbot.llm.check import check_model_runs
     from coopbot.llm.factory import local_backend_missing
     from coopbot.llm.models import GGUF_SHA256, LLMModelError, configured_model_path, prepare
+    from coopbot.llm.process import REBUILD_COMMAND
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
     try:
@@ -338,8 +339,8 @@ def _prepare_llm(settings: Settings, force: bool) -> None:
         _fail(
             f"the local model did not run here ({result.seconds:g} s): {result.message}\n"
             "COOPBOT_LLM=auto will answer with quotes (extractive) until this check passes. "
-            "If llama.cpp crashed, rebuild it for this CPU: rm -rf ~/.cache/coopbot/wheels && "
-            "scripts/build-llama.sh .venv/bin/python, then run `coopbot model prepare --llm` again."
+            f"If llama.cpp crashed, rebuild it with fewer instruction sets: {REBUILD_COMMAND}, "
+            "then run `coopbot model prepare --llm` again."
         )
     console.print(f"runs here: answered in {result.seconds:g} s: {result.message}", highlight=False)
 

@@ -35,6 +35,9 @@ log = logging.getLogger("coopbot.llm")
 _BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 _STABLE_S = 60.0  # a process that served this long before dying was healthy: its restart starts a new count
 _PROBE_INTERVAL_S = 0.25
+# A build with the fewest instruction sets (AVX2/FMA/F16C): for a CPU that advertises more than it lets a
+# process use. A plain rebuild would produce the same library again (the wheel cache is keyed by the flags).
+REBUILD_COMMAND = "COOPBOT_LLAMA_ISA=baseline scripts/build-llama.sh .venv/bin/python"
 
 
 def free_port() -> int:
@@ -57,8 +60,7 @@ def describe_exit(code: int | None) -> str:
     if name in ("SIGSEGV", "SIGILL", "SIGBUS", "SIGABRT", "SIGFPE"):
         return (
             f"进程崩溃（{name}）：llama.cpp 很可能是为另一种 CPU 编译的（例如含 AMX 或本机没有的 AVX-512 指令），"
-            "或模型文件与这个版本不兼容。请重建：rm -rf ~/.cache/coopbot/wheels && "
-            "scripts/build-llama.sh .venv/bin/python"
+            f"或模型文件与这个版本不兼容。请重建：{REBUILD_COMMAND}"
         )
     return f"进程被信号 {name} 结束"
 
