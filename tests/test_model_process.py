@@ -26,7 +26,7 @@ from coopbot.config import Settings
 from coopbot.llm.base import GenerationError
 from coopbot.llm.process import ModelServer
 
-from .conftest import ROOT, coopbot
+from .conftest import ROOT, coopbot, local_model_env
 from .processes import stop, wait_ready
 from .web_fixtures import free_port
 
@@ -77,6 +77,23 @@ def test_a_library_that_crashes_at_start_is_reported_and_retried_with_backoff(
     assert server.status().state == "stopped"
 
 
+def test_a_model_that_never_gets_ready_is_stopped_and_said_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child still loading when the start timeout runs out is killed; the reason is the timeout, not our kill."""
+    package = tmp_path / "hanging" / "llama_cpp"
+    (package / "server").mkdir(parents=True)
+    (package / "__init__.py").write_text("import time\ntime.sleep(600)\n", encoding="utf-8")
+    (package / "server" / "__init__.py").write_text("", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", f"{package.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    server = ModelServer(["--model", "x.gguf"], start_timeout_s=1.5, max_failed_starts=1)
+    server.start()
+    try:
+        with pytest.raises(GenerationError, match="限定时间内就绪"):
+            server.wait_ready(30)
+        assert server.status().pid is None  # the hanging child was killed
+    finally:
+        server.stop()
+
+
 def test_a_missing_model_file_fails_at_once_with_what_to_do(tmp_path: Path) -> None:
     from coopbot.llm.local import model_server
 
@@ -119,13 +136,7 @@ def test_prepare_reports_a_crashing_library_and_auto_then_serves_extractive(
 
 
 def test_coopbot_ask_answers_with_the_model_and_leaves_no_process(kb_settings: Settings, gguf: Path) -> None:
-    env = {
-        "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
-        "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model,
-        "COOPBOT_LLM": "llamacpp",
-        "COOPBOT_LLM_MODEL_PATH": str(gguf),
-        "COOPBOT_LLM_TIMEOUT_S": "600",
-    }
+    env = local_model_env(kb_settings, gguf)
     before = _model_processes()
     run = coopbot("ask", QUESTION, "--json", env=env)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -219,8 +219,9 @@ class ModelServer:
             self._proc = proc
         try:
             if not self._await_ready(proc, port):
+                code = proc.poll()  # None: it was still loading when time ran out (terminating it sets a code)
                 _terminate(proc)
-                self.last_error = self._explain(proc.returncode if proc.returncode is not None else None)
+                self.last_error = self._explain(code)
                 return None
             ready_at = time.monotonic()
             with self._changed:
