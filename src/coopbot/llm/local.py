@@ -80,6 +80,8 @@ class LocalModelGenerator:
     def _counter(self, root: str) -> _TokenCounter:
         with self._counter_lock:
             if self._token_counter is None or self._token_counter.root != root:  # a restart moved the port
+                if self._token_counter is not None:
+                    self._token_counter.close()
                 self._token_counter = _TokenCounter(root)
             return self._token_counter
 
@@ -88,6 +90,10 @@ class LocalModelGenerator:
 
     def close(self) -> None:
         self.server.stop()
+        with self._counter_lock:
+            if self._token_counter is not None:
+                self._token_counter.close()
+                self._token_counter = None
 
 
 class _TokenCounter:
@@ -109,3 +115,6 @@ class _TokenCounter:
             if response.status_code == 200:
                 return int(response.json()["count"])
         return estimate_tokens(text)
+
+    def close(self) -> None:
+        self._client.close()
