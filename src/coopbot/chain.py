@@ -113,7 +113,7 @@ class Assistant:
             sentences = answer.score_sentences(query, text, hits, self.embedder, self.settings)
             ranked = time.perf_counter()
             if self.generator is not None:
-                streamed = yield from self._generate(result, sentences, query)
+                streamed = yield from self._generate(result, sentences)
             if result.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
                 result.text, result.citations, result.support = answer.compose(query, sentences, self.settings)
                 result.refused = not result.text or not answer.answers_the_kind(text, result.text)
@@ -130,9 +130,7 @@ class Assistant:
             yield from result.text.splitlines(keepends=True)
         yield result
 
-    def _generate(
-        self, result: Answer, sentences: list[answer.ScoredSentence], query: str
-    ) -> abc.Generator[str, None, bool]:
+    def _generate(self, result: Answer, sentences: list[answer.ScoredSentence]) -> abc.Generator[str, None, bool]:
         """The model writes, code cites (`answering.generate`); returns whether any text was streamed.
 
         A failure before the first sentence marks the answer for the extractive composer, with a notice;
@@ -148,32 +146,27 @@ class Assistant:
                     continue
                 result.timings = event.timings
                 if event.ungrounded:  # nothing shown: the verified extractive answer instead of a refusal
-                    result.fallback_from, result.backend = name, "extractive"
-                    result.notices.append(
-                        f"生成模型（{name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
+                    _fall_back(
+                        result, name, f"生成模型（{name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
                     )
                     return False
                 result.text, result.citations, result.support = event.text, event.citations, event.support
                 result.refused = event.refused
                 result.notices += event.notices
                 if event.failed is not None:
-                    yield from self._finish_with_quotes(result, sentences, query, event.failed)
+                    notice = (
+                        f"生成模型（{name}）中途出错（{event.failed}）：上面是出错前已核对的句子，下面是摘录式回答。"
+                    )
+                    _fall_back(result, name, notice)
+                    yield from self._append_quotes(result, sentences)
         except GenerationError as exc:
-            result.fallback_from, result.backend = name, "extractive"
-            result.notices.append(f"生成模型（{name}）没有给出回答：{exc} 以下是摘录式回答。")
+            _fall_back(result, name, f"生成模型（{name}）没有给出回答：{exc} 以下是摘录式回答。")
             return False
         return bool(result.text) and not result.refused
 
-    def _finish_with_quotes(
-        self, result: Answer, sentences: list[answer.ScoredSentence], query: str, why: str
-    ) -> Iterator[str]:
+    def _append_quotes(self, result: Answer, sentences: list[answer.ScoredSentence]) -> Iterator[str]:
         """After the model broke off: the extractive answer follows the sentences already shown, numbered on."""
-        assert self.generator is not None
-        result.fallback_from, result.backend = self.generator.name, "extractive"
-        result.notices.append(
-            f"生成模型（{self.generator.name}）中途出错（{why}）：上面是出错前已核对的句子，下面是摘录式回答。"
-        )
-        text, citations, support = answer.compose(query, sentences, self.settings)
+        text, citations, support = answer.compose(result.query, sentences, self.settings)
         if not text or not answer.answers_the_kind(result.question, text):
             return
         offset = max((c.n for c in result.citations), default=0)
@@ -193,3 +186,9 @@ class Assistant:
             yield from self.stream(str(inputs["question"]), history)
 
         return RunnableLambda(run, name="coopbot")
+
+
+def _fall_back(result: Answer, backend: str, notice: str) -> None:
+    """Mark the answer as the extractive one standing in for `backend`, saying why."""
+    result.fallback_from, result.backend = backend, "extractive"
+    result.notices.append(notice)
