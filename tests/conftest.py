@@ -76,6 +76,17 @@ def gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare(Settings(data_dir=tmp_path_factory.mktemp("llm")))
 
 
+def local_model_env(kb_settings: Settings, gguf: Path) -> dict[str, str]:
+    """Environment for a `coopbot` command over the session index that answers with the real local model."""
+    return {
+        "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
+        "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model,
+        "COOPBOT_LLM": "llamacpp",
+        "COOPBOT_LLM_MODEL_PATH": str(gguf),
+        "COOPBOT_LLM_TIMEOUT_S": "600",  # shared CI machines: a timeout would test the fallback, not the model
+    }
+
+
 def coopbot(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the installed `coopbot` console script from the project root, as a user or CI would."""
     command = [str(Path(sys.executable).with_name("coopbot")), *args]

@@ -27,7 +27,7 @@ from coopbot.llm.factory import make_generator
 from coopbot.llm.local import LocalModelGenerator
 from coopbot.schema import Answer
 
-from .conftest import KNOWLEDGE, ROOT, coopbot
+from .conftest import KNOWLEDGE, ROOT, coopbot, local_model_env
 from .httpfake import Behaviour, fake_openai, free_port
 
 pytestmark = pytest.mark.slow
@@ -223,13 +223,7 @@ def test_qa_gate_with_the_local_model(kb_settings: Settings, gguf: Path) -> None
     where a model most often goes wrong (a wrong figure, an answer where there is none). The whole suite
     against evals/thresholds-llamacpp.toml is a benchmark (README, Benchmarks): on a slow CPU it alone
     took a quarter of CI's budget."""
-    env = {
-        "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
-        "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model,
-        "COOPBOT_LLM": "llamacpp",
-        "COOPBOT_LLM_MODEL_PATH": str(gguf),
-        "COOPBOT_LLM_TIMEOUT_S": "600",
-    }
+    env = local_model_env(kb_settings, gguf)
     thresholds = ROOT / "evals" / "thresholds-llamacpp-ci.toml"
     args = ("eval", "qa", "evals/qa/knowledge.jsonl", "--kinds", "fact,unanswerable", "--json", "--check")
     run = coopbot(*args, str(thresholds), env=env)
