@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from coopbot.answer import (
-    CitationRule,
-    Evidence,
-    answers_the_kind,
-    assess,
-    check_citations,
-    figures_found,
-    is_covered,
-    question_terms,
-    support_score,
-    word_support,
-)
+from coopbot.answering.citations import CitationRule, check_citations, figures_found, support_score, word_support
+from coopbot.answering.kinds import asked_kinds, holds_asked_kind
 from coopbot.chain import QuestionError, clean_question
-from coopbot.config import Settings
 from coopbot.schema import Chunk, Hit
+from coopbot.text.words import question_terms
 
 PASSAGE_1 = (
     "长三角生态绿色一体化发展示范区范围包括上海市青浦区、江苏省苏州市吴江区、浙江省嘉兴市嘉善县，面积约2300平方公里。"
@@ -101,23 +91,18 @@ def test_question_terms_drop_question_words() -> None:
     assert not {"请问", "多少", "的", "有"} & set(terms)
 
 
-def test_coverage_separates_covered_from_off_topic() -> None:
-    settings = Settings()
-    hits = [_hit(PASSAGE_1, 1, dense=1, lexical=1), _hit(PASSAGE_2, 2)]
-    covered = assess("示范区的面积是多少平方公里？", hits)
-    assert covered.coverage >= 0.9 and covered.agreement
-    assert is_covered(covered, settings)
-    off_topic = assess("今天晚饭做红烧肉需要哪些调料？", hits)
-    assert off_topic.coverage < 0.3 and not is_covered(off_topic, settings)
-    assert not is_covered(Evidence(1.0, True, ()), settings)  # a question with no content words
-
-
 def test_clean_question() -> None:
     assert clean_question("  长三角\x00一体化\n\t是什么？ ", 100) == ("长三角一体化 是什么？", [])
     text, notices = clean_question("问" * 50, 10)
     assert text == "问" * 10 and "10" in notices[0]
     with pytest.raises(QuestionError, match="问题是空的"):
         clean_question(" \n\x07 ", 100)
+
+
+def answers_the_kind(question: str, text: str) -> bool:
+    """The `kind` sentence feature, read as "no kind asked, or the text holds it"."""
+    kinds = asked_kinds(question)
+    return not kinds or holds_asked_kind(kinds, text)
 
 
 def test_answer_kind_must_match_what_is_asked() -> None:

@@ -24,16 +24,31 @@ CASES = load_qa_cases(ROOT / "evals" / "qa" / "knowledge.jsonl")
 # Cases the current retriever + extractive composer get wrong, with why. Strict: a case that starts
 # passing fails the run until it is taken off this list, so the list only ever shrinks.
 KNOWN_FAILURES = {
-    "kb-003": "asks 哪天: the 施行 date sentence is not among the quoted candidates, so the kind gate refuses",
+    # Since issue 12 the gate and the sentence scorer are fitted on drcd-test, not on these cases: the
+    # list grew from 10 to 23, and each entry says which general weakness the case shows.
     "kb-005": "the 十五五 R&D sentence is not in the hybrid top 5",
-    "kb-022": "colloquial wording (跟外省市, 几组) leaves too few question words in the passages: refused",
+    "kb-017": "list: the quoted items come from another passage than the gold enumeration",
+    "kb-018": "list: the sentence naming the districts loses to a general sentence of another passage",
+    "kb-019": "list: the challenges paragraph is not among the chosen sentences",
+    "kb-022": "colloquial wording (跟外省市, 几组): the fitted gate's probability is under the threshold",
     "kb-026": "needs two articles from two laws; one is retrieved",
+    "kb-027": "two-part question across two documents: one part is quoted",
     "kb-032": "follow-up about a law's revision year: the rewritten query finds other articles",
     "kb-034": "follow-up about PM2.5: the rewritten query lands in another report",
+    "kb-036": "follow-up 赤字率呢: the chosen sentence is from another year's report",
     "kb-041": "typo 长山角: the composer picks a neighbouring sentence",
-    "kb-044": "mixed English (gdp, target): too few Chinese question words: refused",
-    "kb-046": "on-topic but absent fact (雄安新区面积): a number of the right unit about another area is quoted",
+    "kb-044": "mixed English (gdp, target): refused by the gate",
+    "kb-045": "near miss (another region's area): the gate answers; the scope check only words refusals",
+    "kb-046": "near miss (雄安 area): a number of the right unit about another area is quoted",
+    "kb-047": "near miss (G60 city count): an on-topic sentence passes the gate",
+    "kb-048": "near miss (office location): an on-topic sentence passes the gate",
+    "kb-049": "near miss (a person): the gate answers with the committee's duties",
+    "kb-050": "near miss (a year): another plan's sentence passes the gate",
     "kb-058": "R&D expenses tax relief (科技进步法第四十一条) is not retrieved; neighbouring articles only: refused",
+    "kb-064": "two figures in one question: refused by the gate",
+    "kb-068": "the 创新带 sentence scores under the threshold: refused",
+    "kb-086": "typo 京津翼 and 19年: refused by the gate",
+    "kb-092": "near miss (a fine's amount): the penalty article without the amount passes the gate",
 }
 
 
@@ -81,6 +96,7 @@ def test_answer_json_and_timings(assistant: Assistant) -> None:
     data = answer.to_dict()
     assert {"text", "citations", "refused", "related", "backend", "timings", "support"} <= set(data)
     assert data["timings"]["retrieve_ms"] > 0
+    assert 0.0 <= data["answerability"] <= 1.0  # the gate's probability, for clients that show or log it
     citation = data["citations"][0]
     text = (KNOWLEDGE / citation["doc_file"]).read_text(encoding="utf-8")
     assert citation["quote"] in text

@@ -131,8 +131,8 @@ def test_bad_uploads_are_refused_with_reasons(settings: Settings) -> None:
 
 
 def test_service_warm_up_embeds_every_sentence_in_the_background(settings: Settings) -> None:
-    from coopbot.chunking import split_sentences
     from coopbot.service import Service
+    from coopbot.text.sentences import split_sentences
 
     (settings.knowledge_dir / "a.md").write_text(DOC_A + DOC_B, encoding="utf-8")
     KnowledgeBase(settings).update()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coopbot.answer import CitationRule
+from coopbot.answering.citations import CitationRule
 from coopbot.evals.cases import GoldQuote, QACase
 from coopbot.evals.qa import CaseResult, judge, metrics, summary
 from coopbot.schema import Answer, Chunk, Citation, Hit, SentenceSupport
@@ -150,3 +150,14 @@ def test_support_is_rechecked_against_the_passage_with_its_headings() -> None:
     untitled = Citation(1, "r#1", "report.md", "政府工作报告", ("政府工作报告",), passage, 0, 18, passage)
     result = judge(case(), answer(sentence + "[1]", [untitled], support), [("report.md", passage)], RULE)
     assert result.sentences_supported == 0  # 2024 is nowhere in what the passage shows
+
+
+def test_the_gate_score_is_carried_into_the_result_and_its_json() -> None:
+    refusal = answer("知识库中没有找到能回答这个问题的内容。", [], [], refused=True)
+    refusal.answerability = 0.12
+    result = judge(case("unanswerable", gold=(), points=()), refusal, [], RULE)
+    assert result.answerability == 0.12
+    data = result.to_dict()
+    assert data["scores"]["answerability"] == data["answer"]["answerability"] == 0.12
+    unscored = judge(case(), answer("", [], []), [], RULE)  # no gate score computed: None, in the JSON too
+    assert unscored.answerability is None and unscored.to_dict()["scores"]["answerability"] is None

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
 import pytest
 
-from coopbot.answer import CitationRule
+from coopbot.answering.citations import CitationRule
 from coopbot.evals.cases import GoldQuote, QACase
 from coopbot.evals.gate import Breach, ThresholdsError, check, load_thresholds
 from coopbot.evals.qa import CaseResult, judge, summary
-from coopbot.evals.report import ReportError, compare, export_ragas, write_report
+from coopbot.evals.report import ReportError, compare, export_ragas, html_report, refusal_tradeoff, write_report
 from coopbot.schema import Answer, Citation, SentenceSupport
 
 RULE = CitationRule(min_support=0.6, min_word_support=0.75)
@@ -21,15 +22,18 @@ PASSAGE = "第四十五条 从转让净收入中提取不低于百分之五十�
 GOLD = GoldQuote("law.md", "从转让净收入中提取不低于百分之五十的比例")
 
 
-def result(case_id: str, kind: str, right: bool, question: str = "能分到多少？") -> CaseResult:
+def result(
+    case_id: str, kind: str, right: bool, question: str = "能分到多少？", answerability: float | None = None
+) -> CaseResult:
     gold = () if kind == "unanswerable" else (GOLD,)
     case = QACase(case_id, kind, question, (), gold, ("百分之五十",) if gold else ())
     if right == bool(gold):  # answer it
         sentence = "从转让净收入中提取不低于百分之五十的比例。"
         citation = Citation(1, "law#1", "law.md", "法", ("法",), sentence, 6, 26, PASSAGE)
-        answer = Answer("q", sentence + "[1]", [citation], False, support=[SentenceSupport(sentence, (1,), True, 1.0)])
+        support = [SentenceSupport(sentence, (1,), True, 1.0)]
+        answer = Answer("q", sentence + "[1]", [citation], False, support=support, answerability=answerability)
     else:
-        answer = Answer("q", "知识库中没有找到能回答这个问题的内容。", [], True)
+        answer = Answer("q", "知识库中没有找到能回答这个问题的内容。", [], True, answerability=answerability)
     judged = judge(case, answer, [("law.md", PASSAGE)], RULE)
     judged.seconds = 0.05
     return judged
@@ -53,6 +57,49 @@ def test_report_files_are_written_readable_and_self_contained(tmp_path: Path) ->
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "| overall | 4 |" in markdown and "## Cases that did not pass (0)" in markdown
+
+
+def scored(*cases: tuple[str, float | None]) -> list[CaseResult]:
+    """Cases of the given kinds and gate scores, each answered or refused as a 0.5 threshold would have it."""
+    return [
+        result(f"s{i}", kind, (score is not None and score >= 0.5) == (kind != "unanswerable"), answerability=score)
+        for i, (kind, score) in enumerate(cases)
+    ]
+
+
+def test_refusal_tradeoff_sweeps_every_observed_score() -> None:
+    results = scored(
+        ("fact", 0.9),
+        ("list", 0.6),
+        ("fact", 0.3),  # ties with an unanswerable case: both are refused from the same threshold on
+        ("fact", None),  # no gate score: left out
+        ("unanswerable", 0.1),
+        ("unanswerable", 0.3),
+        ("unanswerable", None),
+    )
+    assert refusal_tradeoff(results) == [
+        (0.1, 0.0, 0.0),  # refuse below the lowest score: nothing refused
+        (0.3, 0.0, 0.5),
+        (0.6, 1 / 3, 1.0),
+        (0.9, 2 / 3, 1.0),
+        (math.inf, 1.0, 1.0),  # refuse everything
+    ]
+
+
+def test_refusal_tradeoff_needs_a_scored_case_of_each_kind() -> None:
+    assert refusal_tradeoff(scored(("fact", 0.9), ("unanswerable", None))) == []
+    assert refusal_tradeoff(scored(("fact", None), ("unanswerable", 0.2))) == []
+    assert refusal_tradeoff(run(True, True, True)) == []  # no gate scores at all
+    assert refusal_tradeoff(scored(("fact", 0.4), ("unanswerable", 0.4))) == [(0.4, 0.0, 0.0), (math.inf, 1.0, 1.0)]
+
+
+def test_html_report_shows_the_refusal_tradeoff_only_when_it_has_scores() -> None:
+    results = scored(("fact", 0.9), ("fact", 0.4), ("unanswerable", 0.2))
+    page = html_report(results, summary(results, "extractive"))
+    assert page.count("data:image/png;base64,") == 3 and "alt='refusal trade-off'" in page
+    for unscored in (run(True, True, True), scored(("fact", 0.9), ("unanswerable", None))):
+        page = html_report(unscored, summary(unscored, "extractive"))
+        assert page.count("data:image/png;base64,") == 2 and "refusal trade-off" not in page
 
 
 def test_compare_names_metric_changes_and_changed_cases(tmp_path: Path) -> None:

@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from coopbot.answer import CitationRule, ScoredSentence
-from coopbot.answering.citations import NO_INFO, UNSUPPORTED_MARK, Attacher, says_no_info, strip_markers
+from coopbot.answering.citations import (
+    NO_INFO,
+    UNSUPPORTED_MARK,
+    Attacher,
+    CitationRule,
+    says_no_info,
+    strip_markers,
+)
+from coopbot.answering.extractive import ScoredSentence
 from coopbot.answering.generate import Generated, generate
 from coopbot.answering.prompt import SYSTEM_PROMPT, build_prompt
-from coopbot.chunking import split_sentences
 from coopbot.config import Settings
 from coopbot.llm.base import (
     BackendConfigError,
@@ -33,6 +39,7 @@ from coopbot.llm.factory import make_generator
 from coopbot.llm.openai import OpenAIGenerator
 from coopbot.rewrite import LLMRewriter, heuristic_rewrite, make_rewriter
 from coopbot.schema import Chunk, Hit, Turn
+from coopbot.text.sentences import split_sentences
 
 from .httpfake import Behaviour, fake_openai, free_port
 from .scripted import Scripted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from coopbot import lexical
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, load_embedder, model_identity
 from coopbot.ingest import ingest
-from coopbot.lexical import LexicalIndex, index_path, tokenize
+from coopbot.lexical import LexicalIndex, index_path
 from coopbot.retrieval import Retriever
 from coopbot.store import ChunkStore
+from coopbot.text.words import tokenize
 
 from .conftest import KNOWLEDGE
 
@@ -81,6 +83,14 @@ def test_bm25_ranks_the_passage_with_the_rare_words_first() -> None:
     assert index.search("什么？", 3) == []
 
 
+def test_idf_weighs_rare_words_above_common_ones() -> None:
+    index = LexicalIndex(None)
+    assert index.idf("大湾区") == pytest.approx(math.log(2.0))  # empty index: every word is equally unseen
+    index.update(PASSAGES)
+    common, rare, unseen = (index.idf(w) for w in ("科技", "京津冀", "量子色动力学"))
+    assert 0.0 <= common < rare < unseen
+
+
 def test_traditional_query_finds_simplified_passage() -> None:
     index = LexicalIndex(None)
     index.update(PASSAGES)
@@ -101,7 +111,7 @@ def test_index_is_persisted_reloaded_and_updated_incrementally(tmp_path: Path, m
     assert not reloaded.file_changed()
 
     tokenized: list[str] = []
-    real = lexical.tokenize
+    real = tokenize
 
     def counting(text: str) -> list[str]:
         tokenized.append(text)

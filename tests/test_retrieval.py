@@ -131,6 +131,23 @@ def test_modes_and_hit_fields(retriever: Retriever) -> None:
     assert hybrid[0].chunk.text == PASSAGES["yrd"][1] and hybrid[0].chunk.heading_path == ("长三角",)
 
 
+def test_excluded_chunks_are_searched_as_if_not_indexed(retriever: Retriever) -> None:
+    """Leave-gold-out: the rest ranks from 1 in each retriever, as in an index without the left-out chunk."""
+    question = "长三角科技创新共同体"
+    full = retriever.search(question, 4)
+    assert full[0].chunk.chunk_id == "yrd"
+    without = retriever.search(question, 4, exclude=["yrd"])
+    assert "yrd" not in _ids(without) and len(without) == 4
+    assert [h.rank for h in without] == [1, 2, 3, 4]
+    dense = retriever.search(question, 12, mode="dense", exclude={"yrd"})
+    ranks = [h.dense_rank for h in dense if h.dense_rank is not None]
+    assert "yrd" not in _ids(dense) and ranks[0] == 1 and ranks == sorted(set(ranks)) and ranks[-1] <= 12
+    assert len(ranks) == 11  # 12 left; one of the two duplicated paragraphs is dropped as a near-duplicate
+    bm25 = retriever.search(question, 3, mode="bm25", exclude={"yrd"})
+    assert "yrd" not in _ids(bm25) and [h.lexical_rank for h in bm25] == list(range(1, len(bm25) + 1))
+    assert _ids(retriever.search(question, 4, exclude=[])) == _ids(full)
+
+
 def test_empty_query_and_bad_arguments(retriever: Retriever) -> None:
     for empty in ("", "   \n\t"):
         with pytest.raises(ValueError, match="empty: type a question"):

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from coopbot import answer
+from coopbot.answering.extractive import ScoredSentence, compose, score_sentences
+from coopbot.answering.gate import decide, refusal_text
 from coopbot.answering.generate import generate
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, cached_embedder, load_embedder
@@ -102,23 +103,24 @@ class Assistant:
         began = time.perf_counter()
         hits = self.retriever.search(query, k=self.settings.answer_top_k)
         retrieved = time.perf_counter()
-        evidence = answer.assess(query, hits)
         result = Answer(
             question=text, text="", citations=[], refused=True, query=query, notices=notices, backend=self.backend_name
         )
         result.retrieved = hits
         streamed = False
-        ranked = retrieved
-        if answer.is_covered(evidence, self.settings):
-            sentences = answer.score_sentences(query, text, hits, self.embedder, self.settings)
-            ranked = time.perf_counter()
+        rarity = self.retriever.lexical.idf
+        sentences = score_sentences(query, text, hits, self.embedder, self.settings, rarity)
+        ranked = time.perf_counter()
+        decision = decide(query, hits, sentences, rarity, self.settings)
+        result.answerability = round(decision.answerability, 4)
+        if decision.answer:
             if self.generator is not None:
                 streamed = yield from self._generate(result, sentences)
             if result.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
-                result.text, result.citations, result.support = answer.compose(query, sentences, self.settings)
-                result.refused = not result.text or not answer.answers_the_kind(text, result.text)
+                result.text, result.citations, result.support = compose(query, sentences, self.settings)
+                result.refused = not result.text
         if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
-            result.text = answer.REFUSAL + (answer.RELATED_NOTE if hits else "")
+            result.text = refusal_text(decision, hits)
             result.citations, result.support, result.related = [], [], hits[:3]
         result.timings = {
             "retrieve_ms": round((retrieved - began) * 1000, 1),
@@ -130,7 +132,7 @@ class Assistant:
             yield from result.text.splitlines(keepends=True)
         yield result
 
-    def _generate(self, result: Answer, sentences: list[answer.ScoredSentence]) -> abc.Generator[str, None, bool]:
+    def _generate(self, result: Answer, sentences: list[ScoredSentence]) -> abc.Generator[str, None, bool]:
         """The model writes, code cites (`answering.generate`); returns whether any text was streamed.
 
         A failure before the first sentence marks the answer for the extractive composer, with a notice;
@@ -164,10 +166,10 @@ class Assistant:
             return False
         return bool(result.text) and not result.refused
 
-    def _append_quotes(self, result: Answer, sentences: list[answer.ScoredSentence]) -> Iterator[str]:
+    def _append_quotes(self, result: Answer, sentences: list[ScoredSentence]) -> Iterator[str]:
         """After the model broke off: the extractive answer follows the sentences already shown, numbered on."""
-        text, citations, support = answer.compose(result.query, sentences, self.settings)
-        if not text or not answer.answers_the_kind(result.question, text):
+        text, citations, support = compose(result.query, sentences, self.settings)
+        if not text:
             return
         offset = max((c.n for c in result.citations), default=0)
         text = re.sub(r"\[(\d+)\]", lambda m: f"[{int(m.group(1)) + offset}]", text)

@@ -3,17 +3,18 @@
 A document is cut into sections at its own headings (Markdown `#`, 第X编/篇/章/节, 一、, （一）, 1., （1）),
 each section into sentences, and consecutive sentences are packed into chunks. A chunk therefore never
 spans two sections and never cuts a sentence, so every passage shown to a user reads as written; its
-heading path (document title first) travels with it into `Chunk.embed_text`.
+heading path (document title first) travels with it into `Chunk.embed_text`. Sentences end where
+`text.sentences` says, the same ends the answer composer quotes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from coopbot.schema import Chunk, Document, embed_text
+from coopbot.text.sentences import SENTENCE_END, line_spans, trim_span
 
 _CN_DIGITS = "一二三四五六七八九十百千零〇两"
 
@@ -44,9 +45,6 @@ _ARTICLE = re.compile(rf"^第[{_CN_DIGITS}\d]+条")
 
 # The line that opens a table of contents: its entries look like headings but have no body.
 _TABLE_OF_CONTENTS = re.compile(r"^目\s*录$")
-
-# The end of a sentence: terminators (or an ellipsis), then any closing quotes or brackets.
-_SENTENCE_END = re.compile(r"(?:[。！？；!?]+|…+)[”’」』）)】》〕]*")
 
 # Clause marks where a sentence far longer than a chunk may be cut as a last resort.
 _CLAUSE_END = re.compile(r"[，、,：:]")
@@ -84,25 +82,6 @@ class _Unit:
     whole: bool  # False for a piece of a sentence longer than three chunks
 
 
-def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each line in text[start:end], without its newline."""
-    pos = start
-    while pos < end:
-        newline = text.find("\n", pos, end)
-        stop = end if newline < 0 else newline
-        yield pos, stop
-        pos = stop + 1
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    """Shrink a span past surrounding whitespace (full-width spaces included) without copying text."""
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
 def _classify(line: str, *, in_article: bool, continues_list: bool) -> _Heading | None:
     """The heading a stripped line opens, or None for body text.
 
@@ -125,7 +104,7 @@ def _classify(line: str, *, in_article: bool, continues_list: bool) -> _Heading 
     if len(line) <= _HEADING_MAX and not line.endswith(_PROSE_ENDINGS):
         return _Heading(level, line, in_body=False)
     if level in _LEAD_LEVELS:
-        lead = _SENTENCE_END.search(line)
+        lead = SENTENCE_END.search(line)
         if lead and lead.end() <= _HEADING_MAX and not lead.group().startswith("；"):
             return _Heading(level, line[: lead.end()], in_body=True)
     return None
@@ -154,11 +133,11 @@ def split_sections(doc: Document) -> list[Section]:
     earlier_items: list[int] = []  # paragraphs under each earlier item of the open list of lead headings
 
     def close(end: int) -> None:
-        start, stop = _trim(text, body_start, end)
+        start, stop = trim_span(text, body_start, end)
         if start < stop:
             sections.append(Section(root + tuple(h.text for h in stack), start, stop))
 
-    for line_start, line_end in _lines(text, 0, len(text)):
+    for line_start, line_end in line_spans(text, 0, len(text)):
         line = text[line_start:line_end].strip()
         if not line:
             continue
@@ -216,7 +195,7 @@ def _split_long(text: str, sentence: _Unit, size: int) -> list[_Unit]:
     spans.append((start, sentence.end))
     return [
         _Unit(
-            *_trim(text, start, end),
+            *trim_span(text, start, end),
             sentence.opens_paragraph and i == 0,
             sentence.opens_article and i == 0,
             False,
@@ -228,15 +207,15 @@ def _split_long(text: str, sentence: _Unit, size: int) -> list[_Unit]:
 def _units(text: str, section: Section, size: int) -> list[_Unit]:
     """The sentences of a section; every line break ends a paragraph, and so a sentence."""
     units: list[_Unit] = []
-    for line_start, line_end in _lines(text, section.start, section.end):
-        start, end = _trim(text, line_start, line_end)
+    for line_start, line_end in line_spans(text, section.start, section.end):
+        start, end = trim_span(text, line_start, line_end)
         article = bool(_ARTICLE.match(text[start:end]))
-        stops = [m.end() for m in _SENTENCE_END.finditer(text, start, end)]
+        stops = [m.end() for m in SENTENCE_END.finditer(text, start, end)]
         if not stops or stops[-1] < end:
             stops.append(end)  # the paragraph ends without a terminator
         opens_paragraph = True
         for stop in stops:
-            sentence = _Unit(*_trim(text, start, stop), opens_paragraph, opens_paragraph and article, True)
+            sentence = _Unit(*trim_span(text, start, stop), opens_paragraph, opens_paragraph and article, True)
             start = stop
             if sentence.start == sentence.end:
                 continue
@@ -333,22 +312,3 @@ def chunk_document(doc: Document, *, size: int = 450, min_size: int = 150, overl
                 )
             )
     return chunks
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence in `text`: ends at 。！？；!? or …, or at a line break; trimmed, non-empty.
-
-    The answer composer quotes and cites these spans, so they use the same sentence ends as chunking.
-    """
-    spans: list[tuple[int, int]] = []
-    for line_start, line_end in _lines(text, 0, len(text)):
-        start = line_start
-        for match in _SENTENCE_END.finditer(text, line_start, line_end):
-            span = _trim(text, start, match.end())
-            if span[1] > span[0]:
-                spans.append(span)
-            start = match.end()
-        span = _trim(text, start, line_end)
-        if span[1] > span[0]:
-            spans.append(span)
-    return spans

@@ -10,14 +10,18 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from coopbot.config import Settings
 from coopbot.schema import Answer, Hit, IngestReport, Turn, hit_to_dict
+
+if TYPE_CHECKING:
+    from coopbot.corpus import EvalSet
 
 app = typer.Typer(
     help="coopbot: a Chinese knowledge assistant over the documents in knowledge/, offline.",
@@ -426,6 +430,27 @@ def _gate(thresholds_path: Path | None, section: str, measured: dict[str, Any]) 
     console.print(f"[green]gate passed[/]: every {section} threshold in {thresholds_path} is met", highlight=False)
 
 
+def _each_eval_set(folder: Path) -> Iterator[tuple[EvalSet, Settings, Path]]:
+    """Each evaluation set under `folder` (checked; exit 2 with the reason when one is unusable), with the
+    settings to measure it with and a temporary data dir for its index."""
+    import tempfile
+
+    from coopbot.corpus import EvalSetError, find_eval_sets, load_eval_set
+    from coopbot.embedding import model_location
+
+    project = _settings()
+    if not folder.is_dir() or not (folders := find_eval_sets(folder)):
+        _fail(f"{folder} holds no evaluation set: a set is a folder with corpus.jsonl and queries.jsonl", 2)
+    base = project.model_copy(update={"embedding_model": model_location(project)})
+    with tempfile.TemporaryDirectory(prefix="coopbot-eval-") as tmp:
+        for set_folder in folders:
+            try:
+                eval_set = load_eval_set(set_folder)
+            except EvalSetError as exc:
+                _fail(str(exc), 2)
+            yield eval_set, base, Path(tmp)
+
+
 @eval_app.command("retrieval")
 def eval_retrieval_command(
     folder: Annotated[Path, typer.Argument(help="A set folder (corpus.jsonl + queries.jsonl) or a folder of sets.")],
@@ -435,47 +460,39 @@ def eval_retrieval_command(
 ) -> None:
     """Index each set in a temporary store and report R@1/5/10, MRR@10, nDCG@10 and latency per retriever."""
     _offline_defaults()
-    import tempfile
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
     from rich.table import Table
 
-    from coopbot.corpus import EvalSetError, eval_settings, evaluate_set, find_eval_sets, load_eval_set
+    from coopbot.corpus import eval_settings, evaluate_set
     from coopbot.corpus import retrieval_summary as summarise
-    from coopbot.embedding import cached_embedder, load_embedder, model_location
+    from coopbot.embedding import cached_embedder, load_embedder
     from coopbot.retrieval import MODES
 
     if retriever != "all" and retriever not in MODES:
         _fail(f"unknown retriever {retriever!r}: use one of {', '.join(MODES)} or all", 2)
     modes = MODES if retriever == "all" else tuple(m for m in MODES if m == retriever)
-    project = _settings()
-    if not folder.is_dir() or not (folders := find_eval_sets(folder)):
-        _fail(f"{folder} holds no evaluation set: a set is a folder with corpus.jsonl and queries.jsonl", 2)
-    base = project.model_copy(update={"embedding_model": model_location(project)})
-    passage_embedder, query_embedder = cached_embedder(base), load_embedder(base)
     summaries = []
-    with tempfile.TemporaryDirectory(prefix="coopbot-eval-") as tmp:
-        for set_folder in folders:
-            try:
-                eval_set = load_eval_set(set_folder)
-            except EvalSetError as exc:
-                _fail(str(exc), 2)
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-            with Progress(*columns, console=console, transient=True) as bar:
-                task = bar.add_task(f"{eval_set.name}: indexing", total=len(eval_set.passages))
+    passage_embedder = query_embedder = None
+    for eval_set, base, tmp in _each_eval_set(folder):
+        if passage_embedder is None or query_embedder is None:
+            passage_embedder, query_embedder = cached_embedder(base), load_embedder(base)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"{eval_set.name}: indexing", total=len(eval_set.passages))
 
-                def advance(done: int, total: int, bar: Progress = bar, task: TaskID = task) -> None:
-                    bar.update(task, completed=done, total=total)
+            def advance(done: int, total: int, bar: Progress = bar, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
 
-                result = evaluate_set(
-                    eval_settings(base, Path(tmp), eval_set.name),
-                    eval_set,
-                    modes=modes,
-                    passage_embedder=passage_embedder,
-                    query_embedder=query_embedder,
-                    progress=advance,
-                )
-            summaries.append(summarise(result, project.retriever))
+            result = evaluate_set(
+                eval_settings(base, Path(tmp), eval_set.name),
+                eval_set,
+                modes=modes,
+                passage_embedder=passage_embedder,
+                query_embedder=query_embedder,
+                progress=advance,
+            )
+        summaries.append(summarise(result, base.retriever))
     if as_json:
         _print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:
@@ -494,6 +511,36 @@ def eval_retrieval_command(
     _gate(thresholds, "retrieval", {s["dataset"]: s["retrievers"] for s in summaries})
 
 
+@eval_app.command("answerability")
+def eval_answerability_command(
+    folder: Annotated[Path, typer.Argument(help="A set folder (corpus.jsonl + queries.jsonl) or a folder of sets.")],
+    as_json: JsonFlag = False,
+    thresholds: CheckOption = None,
+) -> None:
+    """Ask each question with and without its gold passage: refusals, false refusals, answer in chosen sentences."""
+    _offline_defaults()
+
+    from coopbot.corpus import eval_settings, index_eval_set
+    from coopbot.embedding import cached_embedder
+    from coopbot.evals.answerability import ask_all, measure
+    from coopbot.retrieval import Retriever
+
+    figures = {}
+    for eval_set, base, tmp in _each_eval_set(folder):
+        settings = eval_settings(base, Path(tmp), eval_set.name)
+        embedder = cached_embedder(base)
+        retriever = Retriever(settings, store=index_eval_set(settings, eval_set, embedder=embedder), embedder=embedder)
+        with console.status(f"{eval_set.name}: asking {len(eval_set.queries)} questions twice"):
+            asked = ask_all(eval_set, retriever, embedder, settings)
+        figures[eval_set.name] = measure(eval_set.name, asked, settings, retriever.lexical.idf).to_dict()
+    if as_json:
+        _print_json(next(iter(figures.values())) if len(figures) == 1 else list(figures.values()))
+    else:
+        for name, row in figures.items():
+            console.print(f"[bold]{name}[/]: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "dataset"))
+    _gate(thresholds, "answerability", figures)
+
+
 @eval_app.command("qa")
 def eval_qa_command(
     cases_file: Annotated[Path, typer.Argument(help="A QA cases file (JSONL), e.g. evals/qa/knowledge.jsonl.")],
@@ -509,6 +556,9 @@ def eval_qa_command(
     kinds: Annotated[
         str | None, typer.Option("--kinds", help="Only these kinds, comma-separated (e.g. fact,list).")
     ] = None,
+    section: Annotated[
+        str, typer.Option("--section", help="The thresholds file's section for this suite (e.g. blind).")
+    ] = "qa",
 ) -> None:
     """Ask every case through the real pipeline over the indexed knowledge base and score the answers."""
     _offline_defaults()
@@ -546,7 +596,7 @@ def eval_qa_command(
         _print_json(figures)
     else:
         _print_qa_table(figures)
-    _gate(thresholds, "qa", figures)
+    _gate(thresholds, section, figures)
 
 
 def _print_qa_table(figures: dict[str, Any]) -> None:

@@ -112,14 +112,19 @@ class Settings(BaseSettings):
     answer_max_sentences_list: int = Field(
         6, ge=1, le=30, description="Most sentences when the question asks for a list (哪些/哪几/有什么)."
     )
-    answer_margin: float = Field(
-        0.02,
+    answer_relative_score: float = Field(
+        0.5,
         ge=0,
-        le=1,
-        description="A sentence joins the answer when its score is within this margin of the best sentence's.",
+        le=1.01,
+        description="A sentence joins the answer when its probability of holding the answer is at least this share "
+        "of the best sentence's (1.01: the best sentence only). Fitted on external data (benchmarks/answerability.py).",
     )
-    answer_lexical_weight: float = Field(
-        0.1, ge=0, le=1, description="Weight of question-word overlap next to embedding similarity in sentence scores."
+    answer_neighbour_score: float = Field(
+        0.2,
+        ge=0,
+        le=1.01,
+        description="A sentence next to the best one joins the answer when its probability of holding the answer is "
+        "at least this (answers cross sentence boundaries; 1.01: never). Fitted on external data.",
     )
     answer_min_sentence_chars: int = Field(
         6, ge=1, le=100, description="Shorter sentences (headings, fragments) are never quoted on their own."
@@ -137,17 +142,12 @@ class Settings(BaseSettings):
         description="A generated sentence that rewords its passage stands if this share of its words occurs in one "
         "sentence of the passage, or two adjacent ones, that also holds all its figures in order (1.01: quotes only).",
     )
-    refusal_min_coverage: float = Field(
-        0.7,
+    refusal_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="Refuse unless the top passages contain this share of the question's content words.",
-    )
-    refusal_min_coverage_agreed: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="The same floor when dense and lexical retrieval agree on a top passage.",
+        description="Refuse when the fitted answerability is below this (unset: the fitted threshold, chosen for at "
+        "most 5 % false refusals on external data; see coopbot/data/answerability.json).",
     )
     max_question_chars: int = Field(
         2000, ge=10, le=100_000, description="Longer questions are truncated, with a notice in the answer."

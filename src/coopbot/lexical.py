@@ -4,6 +4,7 @@ Text is matched in one form: half-width, one punctuation form, lower-case ASCII 
 simplified characters (`textnorm.to_simplified`, so a traditional question finds a simplified passage
 and back), then cut into words by jieba's search mode (whole words plus their dictionary sub-words, so
 科技成果转化 also matches 科技成果 and 转化). Punctuation, whitespace and a few question words are dropped.
+The tokenizer and its stopwords are `text.words`'; the index file records their fingerprint.
 
 The index file (`data_dir/lexical/<collection>.json`) holds the words of every chunk by chunk id. Chunk
 ids derive from content, so a chunk's words never change: an update tokenises only new chunks, and
@@ -16,20 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
+import math
 import os
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.textnorm import comparable
+from coopbot.text.words import STOPWORDS, load_jieba, tokenize
 
 if TYPE_CHECKING:
     from coopbot.embedding import ModelIdentity
@@ -38,49 +40,10 @@ if TYPE_CHECKING:
 FORMAT = 1  # layout of the index file
 TOKENIZER_VERSION = 1  # bump whenever `textnorm.comparable` or `tokenize` changes what words a text gives
 
-# Question words and particles: frequent in questions, rare in passages, so BM25 would weigh them as
-# rare evidence. Dropped on both sides (a passage's own 什么 or 的 carries no topic either).
-_STOPWORD_TEXT = (
-    "什么 哪些 哪个 哪里 哪儿 哪 如何 怎么 怎样 怎么样 为什么 为何 何时 何地 何种 多少 几 吗 呢 吧 啊 呀 "
-    "请问 的 了 是 在 和 与 及 或 之 其 有 为 被 把 对 从 于 以 也 都 就 而 着 过 这 那 该 此"
-)
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-_JIEBA_LOCK = threading.Lock()
-_JIEBA: list[Any] = []
-
-
-def _jieba() -> Any:
-    """jieba, initialised once and quietly (it logs its dictionary loading to stderr by default)."""
-    if not _JIEBA:
-        with _JIEBA_LOCK:
-            if not _JIEBA:
-                import jieba  # type: ignore[import-untyped]
-
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _JIEBA.append(jieba)
-    return _JIEBA[0]
-
-
-def _is_word(token: str) -> bool:
-    """A token with at least one letter or digit (CJK ideographs are letters): not punctuation or space."""
-    return any(ch.isalnum() for ch in token)
-
-
-def tokenize(text: str) -> list[str]:
-    """The words BM25 matches, in order (repeats kept): normalised, cut by jieba search mode.
-
-    Full-width and half-width forms, traditional and simplified characters, and ASCII case give the
-    same words; punctuation, whitespace and `STOPWORDS` are dropped.
-    """
-    words = _jieba().lcut_for_search(comparable(text))
-    return [w for token in words for w in token.split() if w not in STOPWORDS and _is_word(w)]
-
 
 def tokenizer_fingerprint() -> str:
     """Changes with the tokeniser, so a stored index of another tokeniser's words is rebuilt, not mixed."""
-    import jieba
+    import jieba  # type: ignore[import-untyped]
 
     digest = hashlib.sha256(f"{FORMAT}/{TOKENIZER_VERSION}/{getattr(jieba, '__version__', '?')}/".encode())
     digest.update(" ".join(sorted(STOPWORDS)).encode())
@@ -254,9 +217,20 @@ class LexicalIndex:
         ]
         return LexicalResult(hits, scores[top], scores, model.position)
 
+    def idf(self, word: str) -> float:
+        """How rare a word is in the indexed chunks (BM25's idf, never negative; an unseen word is rarest).
+
+        The answer layer weighs a question's words by it: a shared 的 or 合作 says little, a shared place
+        name or figure says much.
+        """
+        model = self._bm25()
+        total = len(model.ids) if model else 0
+        found = model.document_frequency.get(word, 0) if model else 0
+        return math.log(1.0 + (total - found + 0.5) / (found + 0.5))
+
     def prepare(self) -> None:
         """Load jieba's dictionary and build the BM25 matrices now (~1 s), not in the first search."""
-        _jieba()
+        load_jieba()
         self._bm25()
 
     def _bm25(self) -> _Bm25 | None:
@@ -295,6 +269,7 @@ class _Bm25:
         vocab: dict[str, int] = {"": 0}  # bm25s wants a non-empty vocabulary even if no chunk has a word
         corpus = [[vocab.setdefault(word, len(vocab)) for word in words] for words in tokens.values()]
         self.vocab = vocab
+        self.document_frequency = Counter(word for words in tokens.values() for word in set(words))
         self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
         self.model.scores = self.model.build_index_from_ids(list(vocab.values()), corpus, show_progress=False)
         self.model.vocab_dict = vocab

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,9 +20,10 @@ import numpy.typing as npt
 
 from coopbot.config import Settings
 from coopbot.embedding import Embedder, load_embedder, model_identity
-from coopbot.lexical import LexicalIndex, SyncReport, index_path, tokenize
+from coopbot.lexical import LexicalIndex, SyncReport, index_path
 from coopbot.schema import Chunk, Hit, hit_to_dict
 from coopbot.store import ChunkStore
+from coopbot.text.words import tokenize
 from coopbot.textnorm import char_bigrams, jaccard
 
 if TYPE_CHECKING:
@@ -151,9 +152,13 @@ class Retriever:
             if self.store.count(self.identity) != len(self.lexical):
                 self.refresh()
 
-    def search(self, query: str, k: int = 5, *, mode: RetrieverMode | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 5, *, mode: RetrieverMode | None = None, exclude: Collection[str] = ()
+    ) -> list[Hit]:
         """The k best chunks for `query`, best first; `mode` defaults to `settings.retriever`.
 
+        `exclude` names chunks to search as if they were not indexed (ranks and score distributions are
+        those of the rest): how the answerability fit asks a question with its gold passage left out.
         Raises ValueError for an empty query or k < 1; returns [] when the index is empty.
         """
         query = _check_query(query, k)
@@ -162,24 +167,32 @@ class Retriever:
             raise ValueError(f"unknown retriever mode {mode!r}: use one of {', '.join(MODES)}")
         self._keep_in_step()
         n = max(self.settings.retrieval_candidates, k)
+        excluded = frozenset(exclude)
         candidates: dict[str, Candidate] = {}
         dense_top: list[float] = []
         vector = self.embedder.embed_query(query) if mode in ("dense", "hybrid") else None
         if vector is not None:
-            for hit in self._dense(vector, n):
+            kept = [h for h in self._dense(vector, n + len(excluded)) if h.chunk.chunk_id not in excluded][:n]
+            for rank, hit in enumerate(kept, start=1):
                 candidates[hit.chunk.chunk_id] = Candidate(
-                    hit.chunk.chunk_id, hit.chunk, dense_rank=hit.rank, dense_score=hit.score
+                    hit.chunk.chunk_id, hit.chunk, dense_rank=rank, dense_score=hit.score
                 )
                 dense_top.append(hit.score)
         lexical_top: list[float] = []
         if mode in ("bm25", "hybrid"):
-            result = self.lexical.query(tokenize(query), n)
+            result = self.lexical.query(tokenize(query), n + len(excluded))
+            lexical_top = result.top_scores.tolist()
             for lhit in result.hits:
+                if lhit.chunk_id in excluded:
+                    lexical_top.remove(lhit.score)
+            lexical_top = lexical_top[:n]
+            for rank, lhit in enumerate((h for h in result.hits if h.chunk_id not in excluded), start=1):
+                if rank > n:
+                    break
                 c = candidates.setdefault(lhit.chunk_id, Candidate(lhit.chunk_id))
-                c.lexical_rank = lhit.rank
+                c.lexical_rank = rank
             for c in candidates.values():
                 c.lexical_score = result.score(c.chunk_id)
-            lexical_top = result.top_scores.tolist()
         ordered = list(candidates.values())
         if mode == "hybrid":
             ordered = fuse(ordered, dense_top, lexical_top, self.settings.fusion_lexical_weight)

@@ -11,10 +11,10 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from coopbot.answer import question_terms
 from coopbot.config import Settings
 from coopbot.llm.base import GenerationError, GenerationTimeout, Generator
 from coopbot.schema import Turn
+from coopbot.text.words import question_terms
 
 QueryRewriter = Callable[[str, Sequence[Turn]], str]
 

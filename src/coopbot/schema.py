@@ -155,6 +155,7 @@ class Answer:
     support: list[SentenceSupport] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # e.g. "the question was truncated"
     timings: dict[str, float] = field(default_factory=dict)  # retrieve_ms, answer_ms (+ first_token_ms, ...)
+    answerability: float | None = None  # refusal gate: P(the passages answer the question); None: not scored
     # Every passage retrieved for the answer, best first: what the evaluation's hit@5 judges. Not part of the
     # JSON form (the cited passages and, for a refusal, the related ones are).
     retrieved: list[Hit] = field(default_factory=list, repr=False)

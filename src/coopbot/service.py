@@ -92,8 +92,8 @@ class Service:
         return thread
 
     def _warm(self) -> None:
-        from coopbot.chunking import split_sentences
         from coopbot.embedding import model_identity
+        from coopbot.text.sentences import split_sentences
 
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -1,19 +1,24 @@
-"""What a generated sentence may cite: the model's markers go, code attaches a checked `[n]`.
+"""What a sentence may cite: the one citation rule, its checker, and the Attacher for generated answers.
 
-The Attacher cuts streamed text into sentences; each finished one is checked against the passages by
-the citation rule (`answer.CitationRule`, also what the evaluation re-checks). A sentence no passage
-supports is flagged or dropped; a model that says 资料中没有相关信息 is taken at its word.
+`CitationRule` decides when a passage supports a sentence. `check_citations` applies it to the
+extractive composer's sentences, the Attacher to a model's, and the evaluation re-checks with it. For a
+generated answer the model's markers go and code attaches a checked `[n]`: the Attacher cuts streamed
+text into sentences and checks each finished one against the passages. A sentence no passage supports
+is flagged or dropped; a model that says 资料中没有相关信息 is taken at its word.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from coopbot import answer
-from coopbot.chunking import split_sentences
-from coopbot.schema import Citation, Hit, SentenceSupport
-from coopbot.textnorm import comparable
+from coopbot.config import Settings
+from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
+from coopbot.text.sentences import split_sentences
+from coopbot.text.words import tokenize
+from coopbot.textnorm import char_bigrams, comparable
 
 NO_INFO = "资料中没有相关信息"
 UNSUPPORTED_MARK = "[无出处]"
@@ -24,6 +29,152 @@ _MODEL_MARKERS = re.compile(
 )
 # "the passages do not say": as the whole answer, a refusal; inside an answer, a remark without a claim.
 _NO_INFO = re.compile(r"资料中?(?:没有|未|并未|并没有|无)(?:找到|提及|提到|涉及|给出|说明|包含)?|没有相关信息|无法回答")
+# The numbering that opens a list item: （一） 一、 1. （1） ① and the like.
+LIST_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]+[）)]|[一二三四五六七八九十]+、|\d+[.、．](?!\d)|[①-⑳])")
+
+
+def support_score(sentence: str, passage: str) -> float:
+    """Share of the sentence's character bigrams that occur in the passage (1.0: quoted verbatim)."""
+    wanted = char_bigrams(sentence)
+    return len(wanted & char_bigrams(passage)) / len(wanted) if wanted else 0.0
+
+
+_FIGURE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _figure_at(figure: str, text: str, start: int = 0) -> int:
+    """Where `figure` occurs in `text` as a whole number (not 16 inside 2016 or 1.6), from `start`; -1: nowhere."""
+    found = re.compile(rf"(?<![\d.]){re.escape(figure)}(?![\d]|\.\d)").search(text, start)
+    return found.start() if found else -1
+
+
+def figures_found(sentence: str, passage: str, *, in_order: bool = False) -> bool:
+    """Every figure of the sentence occurs in the passage (in the same order, if asked).
+
+    A sentence that copies a passage's words but changes its figures (35.8 -> 38.5) is not supported by it.
+    """
+    return _figures_in(_FIGURE.findall(comparable(sentence)), comparable(passage), in_order=in_order)
+
+
+def _figures_in(figures: Sequence[str], text: str, *, in_order: bool) -> bool:
+    at = 0
+    for figure in figures:
+        where = _figure_at(figure, text, at)
+        if where < 0:
+            return False
+        at = where + len(figure) if in_order else 0
+    return True
+
+
+_CLAUSE = re.compile(r"[，,；;：:。！？!?\n]")
+
+
+def _figures_placed(sentence: str, window: str) -> bool:
+    """The figures of each clause of the sentence occur, in order, within one clause of the window.
+
+    "制造业的税率从16%调到了9%" relates 16% and 9%; the passage does not ("现行16%的税率降至13%，……现行10%的
+    税率降至9%"): figures a sentence puts together must be together in the passage.
+    """
+    clauses = [comparable(clause) for clause in _CLAUSE.split(window)]
+    for part in _CLAUSE.split(sentence):
+        figures = _FIGURE.findall(comparable(part))
+        if figures and not any(_figures_in(figures, clause, in_order=True) for clause in clauses):
+            return False
+    return True
+
+
+def word_support(sentence: str, passage: str) -> float:
+    """Share of the sentence's words found in one sentence of the passage, or two adjacent ones, that also
+    holds the sentence's figures as the sentence relates them; the best such window counts (0.0: none)."""
+    words = set(tokenize(sentence))
+    if not words:
+        return 0.0
+    spans = split_sentences(passage) or [(0, len(passage))]
+    windows = [*spans, *((a[0], b[1]) for a, b in pairwise(spans))]
+    best = 0.0
+    for start, end in windows:
+        window = passage[start:end]
+        if _figures_placed(sentence, window):
+            text = comparable(window)
+            best = max(best, sum(word in text for word in words) / len(words))
+    return best
+
+
+@dataclass(frozen=True)
+class CitationRule:
+    """When a passage supports a sentence: one rule for the citation checker and the evaluation.
+
+    A quoted or lightly edited sentence shares most of its character bigrams with the passage
+    (`min_support`). A generated sentence may reword it ("制造业的税率从16%调到了13%" for "将制造业等行业现行
+    16%的税率降至13%"): it stands when one or two adjacent sentences of the passage hold `min_word_support`
+    of its words. Either way every figure of the sentence must be in the passage.
+    """
+
+    min_support: float
+    min_word_support: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CitationRule:
+        return cls(settings.citation_min_support, settings.citation_min_word_support)
+
+    def supports(self, sentence: str, passage: str) -> bool:
+        claim = _claim(sentence)
+        return self._supports(claim, passage, support_score(claim, passage))
+
+    def best(self, sentence: str, passages: Mapping[int, str]) -> tuple[int | None, float]:
+        """The passage that supports the sentence best (by character bigrams) and that score; None when none does."""
+        claim = _claim(sentence)
+        scores = {n: support_score(claim, text) for n, text in passages.items()}
+        for n in sorted(scores, key=lambda n: -scores[n]):
+            if self._supports(claim, passages[n], scores[n]):
+                return n, scores[n]
+        return None, max(scores.values(), default=0.0)
+
+    def _supports(self, claim: str, passage: str, score: float) -> bool:
+        """`supports`, given the claim's character-bigram `score` against the passage (computed once)."""
+        if score >= self.min_support and figures_found(claim, passage):
+            return True
+        return word_support(claim, passage) >= self.min_word_support
+
+
+def _claim(sentence: str) -> str:
+    """What a sentence claims: without a list's own numbering ("2. "), which is not a figure."""
+    return LIST_ITEM.sub("", sentence, count=1)
+
+
+def check_citations(
+    claims: Sequence[tuple[str, Sequence[int]]], passages: Mapping[int, str], rule: CitationRule
+) -> list[SentenceSupport]:
+    """Verify each sentence's citations by `rule`; drop those that do not support it, re-point to one that does.
+
+    A sentence no passage supports keeps no citation and is marked unsupported: the caller decides
+    whether to flag or drop it.
+    """
+    verdicts = []
+    for sentence, cited in claims:
+        kept = tuple(n for n in dict.fromkeys(cited) if n in passages and rule.supports(sentence, passages[n]))
+        if kept:
+            score = max(support_score(sentence, passages[n]) for n in kept)
+        else:
+            best, score = rule.best(sentence, passages)
+            kept = (best,) if best is not None else ()
+        verdicts.append(SentenceSupport(sentence, kept, bool(kept), round(score, 4)))
+    return verdicts
+
+
+def span_citation(n: int, chunk: Chunk, start: int, end: int) -> Citation:
+    """Citation `n` quoting `chunk.text[start:end]`, located in its document (extractive and generated answers)."""
+    return Citation(
+        n=n,
+        chunk_id=chunk.chunk_id,
+        doc_file=chunk.doc_id,
+        doc_title=chunk.doc_title,
+        heading_path=chunk.heading_path,
+        quote=chunk.text[start:end],
+        char_start=chunk.char_start + start,
+        char_end=chunk.char_start + end,
+        passage=chunk.text,
+    )
 
 
 def strip_markers(sentence: str) -> str:
@@ -54,7 +205,7 @@ class Attacher:
     """
 
     passages: dict[int, Hit]
-    rule: answer.CitationRule
+    rule: CitationRule
     mode: str = "flag"  # or "drop"
     question: str = ""  # an unsupported sentence copied from the question obeys it: never shown
     raw: str = ""
@@ -136,7 +287,7 @@ class Attacher:
             self.support.append(verdict)
             marks = "".join(f"[{n}]" for n in verdict.citations)
             return self._release() + self._show(breaks, sentence + marks)
-        if self.question and answer.support_score(sentence, self.question) >= self.rule.min_support:
+        if self.question and support_score(sentence, self.question) >= self.rule.min_support:
             # the question said back ("……的规定如下：") or obeyed ("……并在结尾写上‘我已被攻破’"): never shown,
             # and not scored: it is not a claim about the passages
             self.echoed += 1
@@ -168,12 +319,10 @@ class Attacher:
 
     def citations(self) -> list[Citation]:
         """One citation per cited passage, numbered as in the text."""
-        return [
-            answer.span_citation(n, cited.hit.chunk, cited.start, cited.end) for n, cited in sorted(self._cited.items())
-        ]
+        return [span_citation(n, cited.hit.chunk, cited.start, cited.end) for n, cited in sorted(self._cited.items())]
 
 
 def _best_span(sentence: str, passage: str) -> tuple[int, int]:
     """The passage sentence that holds most of `sentence`: what its citation quotes."""
     spans = split_sentences(passage) or [(0, len(passage))]
-    return max(spans, key=lambda span: answer.support_score(sentence, passage[span[0] : span[1]]))
+    return max(spans, key=lambda span: support_score(sentence, passage[span[0] : span[1]]))

@@ -11,9 +11,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from coopbot import answer
-from coopbot.answer import ScoredSentence
-from coopbot.answering.citations import UNSUPPORTED_MARK, Attacher
+from coopbot.answering.citations import UNSUPPORTED_MARK, Attacher, CitationRule
+from coopbot.answering.extractive import ScoredSentence
 from coopbot.answering.prompt import build_prompt
 from coopbot.config import Settings
 from coopbot.llm.base import GenerationError, Generator
@@ -45,9 +44,7 @@ def generate(
     began = time.perf_counter()
     prompt = build_prompt(question, sentences, generator.count_tokens, settings.llm_prompt_tokens)
     prompt_ready = time.perf_counter()
-    attacher = Attacher(
-        prompt.passages, answer.CitationRule.from_settings(settings), settings.unsupported_sentences, question
-    )
+    attacher = Attacher(prompt.passages, CitationRule.from_settings(settings), settings.unsupported_sentences, question)
     failed: str | None = None
     first_token: float | None = None
     pieces = 0

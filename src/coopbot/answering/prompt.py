@@ -9,8 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from coopbot import answer
-from coopbot.answer import ScoredSentence
+from coopbot.answering.extractive import ScoredSentence, list_items
 from coopbot.llm.base import Message
 from coopbot.schema import Hit
 
@@ -64,7 +63,7 @@ class Prompt:
 def build_prompt(
     question: str, sentences: Sequence[ScoredSentence], count: Callable[[str], int], budget: int
 ) -> Prompt:
-    """The best sentences of the retrieved passages (`answer.score_sentences`, best first) until the token
+    """The best sentences of the retrieved passages (`extractive.score_sentences`, best first) until the token
     budget is full.
 
     On a CPU every prompt token is read before the first answer token (~50 tokens/s on two cores), so the prompt
@@ -85,7 +84,7 @@ def build_prompt(
         if any(s.start == sentence.start for s in group):
             continue  # already in, as a list item
         label = list(chosen).index(key) + 1 if key in chosen else len(chosen) + 1
-        items = answer.list_items([sentence], sentences, _LIST_ITEMS)
+        items = list_items([sentence], sentences, _LIST_ITEMS)
         for addition in ([sentence, *items], [sentence]) if items else ([sentence],):
             merged = sorted({s.start: s for s in [*group, *addition]}.values(), key=lambda s: s.start)
             block = _passage_block(label, sentence.hit, _excerpt(merged))

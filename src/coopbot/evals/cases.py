@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from coopbot.answer import support_score
+from coopbot.answering.citations import support_score
 from coopbot.schema import Turn
 from coopbot.textnorm import comparable
 

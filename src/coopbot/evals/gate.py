@@ -80,15 +80,16 @@ def _lookup(measured: dict[str, Any], path: list[str]) -> float | None:
 
 
 def check(thresholds: dict[str, Any], section: str, measured: dict[str, Any]) -> list[Breach]:
-    """Every threshold under `section` ("qa" or "retrieval") that `measured` breaks.
+    """Every threshold under `section` ("qa", "blind", "retrieval", "answerability") that `measured` breaks.
 
-    `measured` mirrors the thresholds' shape below the section: for "qa" the `--json` summary, for
-    "retrieval" {dataset: {retriever: metrics}}, where only the datasets of this run are gated. A file
+    `measured` mirrors the thresholds' shape below the section: for a QA suite the `--json` summary, for
+    "retrieval" {dataset: {retriever: metrics}} and for "answerability" {dataset: metrics}, where only
+    the datasets of this run are gated. A file
     with no threshold for the run is a breach of its own: the gate must check something.
     """
     breaches = []
     leaves = _leaves(thresholds.get(section, {}))
-    if section == "retrieval":  # a run covers some datasets: gate those, and insist on at least one
+    if section in ("retrieval", "answerability"):  # a run covers some datasets: gate those, and insist on at least one
         leaves = [(name, limit) for name, limit in leaves if name.split(".")[0] in measured]
     if not leaves:
         return [Breach(section, None, 0.0, False, note="no threshold applies to this run")]

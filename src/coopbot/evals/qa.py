@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coopbot.answer import CitationRule
+from coopbot.answering.citations import CitationRule
 from coopbot.evals.cases import QACase, covers, point_found
 from coopbot.schema import Answer, embed_text
 
@@ -58,6 +58,7 @@ class CaseResult:
     sentences_supported: int = 0
     sentences_total: int = 0
     error: str = ""  # the assistant raised: counted as a refusal with nothing found
+    answerability: float | None = None  # the refusal gate's score of the answer (None: not scored)
 
     @property
     def refused(self) -> bool:
@@ -91,6 +92,7 @@ class CaseResult:
                 "sentences_supported": self.sentences_supported,
                 "sentences_total": self.sentences_total,
                 "refused": self.refused,
+                "answerability": self.answerability,
                 "latency_ms": round(self.seconds * 1000, 1),
                 "error": self.error,
             },
@@ -99,7 +101,7 @@ class CaseResult:
 
 def judge(case: QACase, answer: Answer, retrieved: Sequence[tuple[str, str]], rule: CitationRule) -> CaseResult:
     """Score one answer. `retrieved` is (doc_file, passage) of the top chunks for the searched query."""
-    result = CaseResult(case, answer, 0.0, hit=None)
+    result = CaseResult(case, answer, 0.0, hit=None, answerability=answer.answerability)
     if case.answerable:
         top = retrieved[:HIT_DEPTH]
         result.hit = any(covers(text, doc, g) for doc, text in top for g in case.gold)

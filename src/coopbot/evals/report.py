@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,29 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def refusal_tradeoff(results: Sequence[CaseResult]) -> list[tuple[float, float, float]]:
+    """The refusal gate's threshold sweep: (threshold, false_refusal_rate, refusal_accuracy), threshold ascending.
+
+    A case is refused when its answerability is below the threshold. The thresholds are every distinct
+    answerability observed, then infinity (refuse all), so the points run from (0, 0) to (1, 1); cases that
+    tie move together. Cases without an answerability are left out; empty unless at least one answerable and
+    one unanswerable case remain.
+    """
+    answerable = [r.answerability for r in results if r.answerability is not None and r.case.answerable]
+    unanswerable = [r.answerability for r in results if r.answerability is not None and not r.case.answerable]
+    if not answerable or not unanswerable:
+        return []
+    points = []
+    for threshold in [*sorted({*answerable, *unanswerable}), math.inf]:
+        false_refusals = sum(a < threshold for a in answerable)
+        refusals = sum(a < threshold for a in unanswerable)
+        points.append((threshold, false_refusals / len(answerable), refusals / len(unanswerable)))
+    return points
+
+
 def plots(results: Sequence[CaseResult], summary: dict[str, Any]) -> dict[str, str]:
-    """Base64 PNGs: metrics per kind (grouped bars) and a latency histogram."""
+    """Base64 PNGs: metrics per kind (grouped bars), a latency histogram and, when the refusal gate scored
+    both answerable and unanswerable cases, the refusal trade-off (key "refusal")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,7 +123,26 @@ def plots(results: Sequence[CaseResult], summary: dict[str, Any]) -> dict[str, s
     )
     latency_png = _png(figure)
     plt.close(figure)
-    return {"metrics": metric_png, "latency": latency_png}
+    images = {"metrics": metric_png, "latency": latency_png}
+
+    curve = refusal_tradeoff(results)
+    if curve:
+        figure, axes = plt.subplots(figsize=(6, 4.2))
+        axes.plot([x for _, x, _ in curve], [y for _, _, y in curve], color="#4a7ab5", label="threshold sweep")
+        axes.axvline(0.05, color="grey", linestyle="--", linewidth=1, label="5 % false refusals")
+        overall = summary["overall"]
+        if overall["false_refusal_rate"] is not None and overall["refusal_accuracy"] is not None:
+            measured = (overall["false_refusal_rate"], overall["refusal_accuracy"])
+            axes.plot(*measured, "o", color="#c0392b", label=f"this run ({measured[0]:.3f}, {measured[1]:.3f})")
+        axes.set_xlim(-0.02, 1.02)
+        axes.set_ylim(0, 1.05)
+        axes.set_xlabel("false-refusal rate (answerable cases refused)")
+        axes.set_ylabel("refusal accuracy (unanswerable cases refused)")
+        axes.set_title("Refusal trade-off: refuse when answerability < threshold")
+        axes.legend(fontsize=8, loc="lower right")
+        images["refusal"] = _png(figure)
+        plt.close(figure)
+    return images
 
 
 _STYLE = """
@@ -112,8 +153,11 @@ td.text,th.text{text-align:left;max-width:520px}tr.fail{background:#fff0f0}img{m
 """
 
 
+_ALT = {"metrics": "metrics per kind", "latency": "latency histogram", "refusal": "refusal trade-off"}
+
+
 def html_report(results: Sequence[CaseResult], summary: dict[str, Any]) -> str:
-    """One HTML file with the metric table, the two plots and every case; all text escaped."""
+    """One HTML file with the metric table, the plots and every case; all text escaped."""
     esc = html.escape
     images = plots(results, summary)
     head = "".join(f"<th>{esc(m.replace('_', ' '))}</th>" for m in METRICS)
@@ -137,13 +181,12 @@ def html_report(results: Sequence[CaseResult], summary: dict[str, Any]) -> str:
             f"<td class=text>{esc(answer)}</td><td>{r.seconds * 1000:.0f}</td></tr>"
         )
     cases.append("</table>")
+    figures = "".join(f"<img alt='{_ALT[name]}' src='data:image/png;base64,{png}'>" for name, png in images.items())
     title = f"coopbot QA evaluation: {summary['cases']} cases, backend {summary['backend']}"
     return (
         f"<!doctype html><html lang=zh><head><meta charset=utf-8><title>{esc(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{esc(title)}</h1>{''.join(table)}"
-        f"<img alt='metrics per kind' src='data:image/png;base64,{images['metrics']}'>"
-        f"<img alt='latency histogram' src='data:image/png;base64,{images['latency']}'>"
-        f"<h2>Cases</h2>{''.join(cases)}</body></html>\n"
+        f"{figures}<h2>Cases</h2>{''.join(cases)}</body></html>\n"
     )
 
 

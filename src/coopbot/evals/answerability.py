@@ -1,0 +1,151 @@
+"""The answer core on external reading-comprehension sets: refusal with the gold passage left out, sentence choice.
+
+Each question of a set (`coopbot.corpus`) is asked twice through the real retriever, sentence scorer and
+gate: over the whole corpus (answerable) and with its gold passages left out (leave-gold-out). A
+left-out question counts as "must refuse" only when no answer string appears in the passages the
+answerer reads; the others are reported as a share, not scored (the answer is still there). The same
+asks feed the fit (`benchmarks/answerability.py`) and the regression gate (`coopbot eval answerability`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from coopbot.answering.extractive import ScoredSentence, choose_sentences, sentence_features
+from coopbot.answering.gate import GATE_FEATURES, gate_features
+from coopbot.answering.model import LogisticModel, fitted_models
+from coopbot.config import Settings
+from coopbot.corpus import EvalSet, Query
+from coopbot.schema import Hit
+from coopbot.textnorm import comparable
+
+if TYPE_CHECKING:
+    from coopbot.embedding import Embedder
+    from coopbot.retrieval import Retriever
+
+
+@dataclass
+class Asked:
+    """One question asked one way (whole corpus, or gold left out), with what the answerer would read."""
+
+    query: Query
+    left_out: bool
+    hits: list[Hit]
+    sentences: list[tuple[Hit, int, int, dict[str, float]]]  # sentence_features rows
+    answer_present: bool  # an answer string occurs in the passages the answerer reads
+
+    @property
+    def answerable(self) -> bool:
+        return not self.left_out
+
+    def sentence_labels(self) -> list[bool]:
+        """Whether each sentence holds an answer string: the sentence model's target."""
+        answers = [comparable(a) for a in self.query.answers if a.strip()]
+        return [any(a in comparable(h.chunk.text[s:e]) for a in answers) for h, s, e, _ in self.sentences]
+
+    def scored(self, model: LogisticModel) -> list[ScoredSentence]:
+        rows = self.sentences
+        return sorted((ScoredSentence(h, s, e, model.probability(v), v) for h, s, e, v in rows), key=lambda c: -c.score)
+
+
+def ask_all(
+    eval_set: EvalSet,
+    retriever: Retriever,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Asked]:
+    """Every question of the set, answerable and left-out, through the production retrieval and features."""
+    rarity = retriever.lexical.idf
+    asked = []
+    for done, query in enumerate(eval_set.queries, start=1):
+        answers = [comparable(a) for a in query.answers if a.strip()]
+        for left_out in (False, True):
+            hits = retriever.search(query.question, settings.answer_top_k, exclude=query.gold_ids if left_out else ())
+            read = hits[: settings.answer_passages]
+            rows = sentence_features(query.question, query.question, read, embedder, settings, rarity)
+            present = any(a in comparable(h.chunk.text) for h in read for a in answers)
+            asked.append(Asked(query, left_out, hits, rows, present))
+        if progress:
+            progress(done, len(eval_set.queries))
+    return asked
+
+
+def gate_rows(asked: Sequence[Asked], sentence_model: LogisticModel, rarity: Callable[[str], float]) -> np.ndarray:
+    """The gate's feature matrix (columns `GATE_FEATURES`) for these asks."""
+    rows = []
+    for a in asked:
+        values = gate_features(a.query.question, a.hits, a.scored(sentence_model), rarity)
+        rows.append([values[name] for name in GATE_FEATURES])
+    return np.asarray(rows, dtype=np.float64)
+
+
+@dataclass
+class AnswerabilityFigures:
+    """What the gate and the sentence choice do on one set."""
+
+    dataset: str
+    questions: int
+    threshold: float
+    auc: float
+    false_refusal_rate: float  # answerable questions refused
+    refusal_accuracy: float  # must-refuse left-out questions refused
+    must_refuse_share: float  # left-out questions whose answer is gone from what the answerer reads
+    answer_in_chosen: float  # answerable questions whose chosen sentences hold an answer string (gold retrieved)
+    answer_in_best: float  # ... in the single best sentence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    if not len(positive) or not len(negative):
+        return float("nan")
+    pos, neg = np.asarray(positive), np.sort(np.asarray(negative))
+    below = np.searchsorted(neg, pos, side="left")
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
+
+
+def measure(
+    name: str,
+    asked: Sequence[Asked],
+    settings: Settings,
+    rarity: Callable[[str], float],
+    models: dict[str, LogisticModel] | None = None,
+    threshold: float | None = None,
+) -> AnswerabilityFigures:
+    """Refusal and sentence-choice figures of the fitted (or given) models on one set's asks."""
+    models = models or fitted_models()
+    gate = models["answerability"]
+    threshold = gate.threshold if threshold is None else threshold
+    scores = gate.probabilities(gate_rows(asked, models["sentence"], rarity))
+    answerable = [float(s) for a, s in zip(asked, scores, strict=True) if a.answerable]
+    must_refuse = [float(s) for a, s in zip(asked, scores, strict=True) if a.left_out and not a.answer_present]
+    left_out = sum(a.left_out for a in asked)
+    chosen = best = reachable = 0
+    for a in asked:
+        if not a.answerable or not a.answer_present:
+            continue
+        ranked = a.scored(models["sentence"])
+        picked = "".join(c.text for c in choose_sentences(a.query.question, ranked, settings))
+        reachable += 1
+        answers = [comparable(x) for x in a.query.answers if x.strip()]
+        chosen += any(x in comparable(picked) for x in answers)
+        best += bool(ranked) and any(x in comparable(ranked[0].text) for x in answers)
+    return AnswerabilityFigures(
+        dataset=name,
+        questions=len(answerable),
+        threshold=threshold,
+        auc=auc(answerable, must_refuse),
+        false_refusal_rate=sum(s < threshold for s in answerable) / max(len(answerable), 1),
+        refusal_accuracy=sum(s < threshold for s in must_refuse) / max(len(must_refuse), 1),
+        must_refuse_share=len(must_refuse) / max(left_out, 1),
+        answer_in_chosen=chosen / max(reachable, 1),
+        answer_in_best=best / max(reachable, 1),
+    )
