@@ -32,6 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 FACT_QUESTION = "我国的全国科技工作者日定在每年的哪一天？"  # evals/qa/knowledge.jsonl kb-004
+# An answer of two lines (two quoted passages), so that streaming line by line can be seen: kb-072.
+LIST_QUESTION = "横琴粤澳深度合作区主要发展哪些能帮澳门经济多元化的产业？"
 FIRST = "长三角一体化到2025年要达到什么程度？"  # the history of kb-030
 FOLLOW_UP = "那到2035年呢？"  # kb-030
 UNANSWERABLE = "红烧肉怎么做？"
@@ -120,20 +122,21 @@ def test_chat_streams_cites_follows_up_and_refuses(page: Any, web_server: WebSer
     assert vote["vote"] == "up" and "5月30日" in vote["answer"] and vote["citations"] and vote["time"]
 
     page.evaluate(WATCH_CHAT)
-    streamed = ask(page, FIRST, 2).inner_text()
+    streamed = ask(page, LIST_QUESTION, 2).inner_text()
     lines = [line for line in streamed.splitlines() if line.strip()]
-    assert len(lines) >= 2 and "2025" in streamed
+    assert len(lines) >= 2 and "中医药" in streamed
     states = page.evaluate("window.__chatStates")
     assert any(lines[0] in s and lines[1] not in s for s in states), "the answer should appear line by line"
 
-    follow_up = ask(page, FOLLOW_UP, 3).inner_text()
+    assert "2025" in ask(page, FIRST, 3).inner_text()
+    follow_up = ask(page, FOLLOW_UP, 4).inner_text()
     assert "2035" in follow_up
-    assert page.locator('#coopbot-chat a[href^="#coopbot-src-3-"]').count() >= 1
+    assert page.locator('#coopbot-chat a[href^="#coopbot-src-4-"]').count() >= 1
 
-    refusal = ask(page, UNANSWERABLE, 4)
+    refusal = ask(page, UNANSWERABLE, 5)
     assert "知识库中没有找到" in refusal.inner_text()
     assert refusal.locator("a.coopbot-cite").count() == 0
-    turn = page.locator('#coopbot-sources .coopbot-turn[data-turn="4"]')
+    turn = page.locator('#coopbot-sources .coopbot-turn[data-turn="5"]')
     assert "不是答案的依据" in turn.inner_text()
     assert turn.locator(".coopbot-related .coopbot-source").count() >= 1
     assert turn.locator("[id^=coopbot-src-]").count() == 0  # related passages are not numbered as sources
