@@ -23,6 +23,7 @@ their provenance in src/coopbot/data/answerability.json. Asks are cached per set
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -109,10 +110,8 @@ def refresh_text_features(asked: list[Asked], rarity: Any) -> None:
             values.update(text_features(asking, hit.chunk.text, sentences, at))
 
 
-def fit(asked: list[Asked], rarity: Any, settings: Settings) -> dict[str, LogisticModel]:
+def fit(asked: list[Asked], rarity: Any) -> dict[str, LogisticModel]:
     """Sentence model, gate and threshold from one set's asks (see the module docstring)."""
-    from dataclasses import replace
-
     from coopbot.answering.extractive import SENTENCE_FEATURES
     from coopbot.answering.gate import GATE_FEATURES
     from coopbot.answering.model import fit_logistic
@@ -130,7 +129,7 @@ def fit(asked: list[Asked], rarity: Any, settings: Settings) -> dict[str, Logist
     gate = fit_logistic(x, y, GATE_FEATURES)
     answerable_scores = gate.probabilities(x[y == 1])
     threshold = float(np.quantile(answerable_scores, FALSE_REFUSALS))
-    return {"sentence": sentence, "answerability": replace(gate, threshold=threshold)}
+    return {"sentence": sentence, "answerability": dataclasses.replace(gate, threshold=threshold)}
 
 
 def cross_validate(asked: list[Asked], rarity: Any, settings: Settings, folds: int = 5) -> dict[str, float]:
@@ -144,7 +143,7 @@ def cross_validate(asked: list[Asked], rarity: Any, settings: Settings, folds: i
         held = {n for i, n in enumerate(names) if i % folds == fold}
         train = [a for a in asked if article[a.query.id] not in held]
         test = [a for a in asked if article[a.query.id] in held]
-        figures.append(measure(f"fold{fold}", test, settings, rarity, fit(train, rarity, settings)).to_dict())
+        figures.append(measure(f"fold{fold}", test, settings, rarity, fit(train, rarity)).to_dict())
     keys = ("auc", "false_refusal_rate", "refusal_accuracy", "answer_in_chosen", "answer_in_best")
     return {k: round(statistics.fmean(f[k] for f in figures), 4) for k in keys}
 
@@ -152,7 +151,6 @@ def cross_validate(asked: list[Asked], rarity: Any, settings: Settings, folds: i
 def choose_settings(asked: list[Asked], models: dict[str, LogisticModel], settings: Settings) -> dict[str, float]:
     """The grid point with the most answers in the chosen sentences, quoting at most 2 sentences on average."""
     from coopbot.answering.extractive import choose_sentences
-    from coopbot.textnorm import comparable
 
     reachable = [(a, a.scored(models["sentence"])) for a in asked if a.answerable and a.answer_present]
     best: tuple[float, dict[str, float]] = (-1.0, {})
@@ -162,8 +160,7 @@ def choose_settings(asked: list[Asked], models: dict[str, LogisticModel], settin
             found = sentences = 0
             for a, ranked in reachable:
                 chosen = choose_sentences(a.query.question, ranked, trial)
-                text = comparable("".join(c.text for c in chosen))
-                found += any(comparable(x) in text for x in a.query.answers if x.strip())
+                found += a.holds_answer("".join(c.text for c in chosen))
                 sentences += len(chosen)
             share, mean = found / len(reachable), sentences / len(reachable)
             print(
@@ -229,12 +226,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coopbot-answerability-") as tmp:
         collected = {name: collect(folder, base, Path(tmp)) for name, folder in folders.items()}
     asked, rarity = collected[args.fit]
-    models = fit(asked, rarity, base)
+    models = fit(asked, rarity)
     chosen = choose_settings(asked, models, base)
     settings = base.model_copy(update=chosen)
     report: dict[str, Any] = {"fitted_on": args.fit, "sentence_choice": chosen}
     report["cross_validation"] = cross_validate(asked, rarity, settings)
     report["sets"] = {name: measure(name, a, settings, r, models).to_dict() for name, (a, r) in collected.items()}
+    report["hand_rules"] = {name: hand_rules(a, models, settings, r) for name, (a, r) in collected.items()}
     provenance = {
         "fitted_on": f"../shared/datasets/{args.fit} ({len(asked) // 2} questions, leave-gold-out negatives)",
         "method": "benchmarks/answerability.py: L2 logistic regression (l2=1) on standardised features; "
@@ -246,7 +244,7 @@ def main() -> None:
         "checked_on": {n: f for n, f in report["sets"].items() if n != args.fit},
     }
     if args.write:
-        data = {"models": {n: replace_provenance(m, provenance).to_dict() for n, m in models.items()}}
+        data = {"models": {n: dataclasses.replace(m, provenance=provenance).to_dict() for n, m in models.items()}}
         OUTPUT.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {OUTPUT}", file=sys.stderr)
     report["coefficients"] = {
@@ -254,12 +252,6 @@ def main() -> None:
     }
     report["threshold"] = round(models["answerability"].threshold, 4)
     print(json.dumps(report, ensure_ascii=False, indent=2))
-
-
-def replace_provenance(model: LogisticModel, provenance: dict[str, Any]) -> LogisticModel:
-    from dataclasses import replace
-
-    return replace(model, provenance=provenance)
 
 
 if __name__ == "__main__":

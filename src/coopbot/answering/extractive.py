@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from coopbot.answering.citations import LIST_ITEM, CitationRule, check_citations, span_citation
 from coopbot.answering.kinds import asked_kinds, holds_asked_kind
-from coopbot.answering.model import fitted_models
+from coopbot.answering.model import LogisticModel, fitted_models
 from coopbot.config import Settings
 from coopbot.embedding import Embedder
 from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
@@ -25,6 +25,9 @@ from coopbot.textnorm import char_bigrams, comparable, jaccard
 # Enumeration questions want every item, not the single best sentence.
 _ENUMERATION = re.compile(r"哪些|哪几|有什么|有哪|包括什么|包含什么|几个方面|几项|列举|分别")
 
+
+SentenceRow = tuple[Hit, int, int, dict[str, float]]
+"""A sentence of a passage (hit, start, end) and its features, before a model scores it."""
 
 Rarity = Callable[[str], float]
 """How rare a word is in the knowledge base (`LexicalIndex.idf`): the weight of a question word."""
@@ -91,14 +94,18 @@ def score_sentences(
     says what kind of answer (date, person, place) the sentence should hold.
     """
     rows = sentence_features(question, asked, hits[: settings.answer_passages], embedder, settings, rarity)
-    model = fitted_models()["sentence"]
+    return rank_sentences(rows, fitted_models()["sentence"])
+
+
+def rank_sentences(rows: Sequence[SentenceRow], model: LogisticModel) -> list[ScoredSentence]:
+    """`sentence_features` rows scored by a sentence model, best first."""
     scored = [ScoredSentence(hit, start, end, model.probability(values), values) for hit, start, end, values in rows]
     return sorted(scored, key=lambda c: -c.score)
 
 
 def sentence_features(
     question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings, rarity: Rarity
-) -> list[tuple[Hit, int, int, dict[str, float]]]:
+) -> list[SentenceRow]:
     """(hit, start, end, features) for every quotable sentence of `hits`, in passage order."""
     passages = [(hit, split_sentences(hit.chunk.text)) for hit in hits]
     spans = [

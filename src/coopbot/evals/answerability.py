@@ -15,13 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coopbot.answering.extractive import ScoredSentence, choose_sentences, sentence_features
+from coopbot.answering.extractive import (
+    ScoredSentence,
+    SentenceRow,
+    choose_sentences,
+    rank_sentences,
+    sentence_features,
+)
 from coopbot.answering.gate import GATE_FEATURES, gate_features
 from coopbot.answering.model import LogisticModel, fitted_models
 from coopbot.config import Settings
 from coopbot.corpus import EvalSet, Query
+from coopbot.evals.cases import point_found
 from coopbot.schema import Hit
-from coopbot.textnorm import comparable
 
 if TYPE_CHECKING:
     from coopbot.embedding import Embedder
@@ -35,21 +41,27 @@ class Asked:
     query: Query
     left_out: bool
     hits: list[Hit]
-    sentences: list[tuple[Hit, int, int, dict[str, float]]]  # sentence_features rows
+    sentences: list[SentenceRow]
     answer_present: bool  # an answer string occurs in the passages the answerer reads
 
     @property
     def answerable(self) -> bool:
         return not self.left_out
 
+    def holds_answer(self, text: str) -> bool:
+        """`text` holds one of the question's answer strings (width, punctuation and script folded)."""
+        return holds_answer(self.query, text)
+
     def sentence_labels(self) -> list[bool]:
         """Whether each sentence holds an answer string: the sentence model's target."""
-        answers = [comparable(a) for a in self.query.answers if a.strip()]
-        return [any(a in comparable(h.chunk.text[s:e]) for a in answers) for h, s, e, _ in self.sentences]
+        return [self.holds_answer(h.chunk.text[s:e]) for h, s, e, _ in self.sentences]
 
     def scored(self, model: LogisticModel) -> list[ScoredSentence]:
-        rows = self.sentences
-        return sorted((ScoredSentence(h, s, e, model.probability(v), v) for h, s, e, v in rows), key=lambda c: -c.score)
+        return rank_sentences(self.sentences, model)
+
+
+def holds_answer(query: Query, text: str) -> bool:
+    return any(point_found(answer, text) for answer in query.answers if answer.strip())
 
 
 def ask_all(
@@ -63,12 +75,11 @@ def ask_all(
     rarity = retriever.lexical.idf
     asked = []
     for done, query in enumerate(eval_set.queries, start=1):
-        answers = [comparable(a) for a in query.answers if a.strip()]
         for left_out in (False, True):
             hits = retriever.search(query.question, settings.answer_top_k, exclude=query.gold_ids if left_out else ())
             read = hits[: settings.answer_passages]
             rows = sentence_features(query.question, query.question, read, embedder, settings, rarity)
-            present = any(a in comparable(h.chunk.text) for h in read for a in answers)
+            present = any(holds_answer(query, h.chunk.text) for h in read)
             asked.append(Asked(query, left_out, hits, rows, present))
         if progress:
             progress(done, len(eval_set.queries))
@@ -135,9 +146,8 @@ def measure(
         ranked = a.scored(models["sentence"])
         picked = "".join(c.text for c in choose_sentences(a.query.question, ranked, settings))
         reachable += 1
-        answers = [comparable(x) for x in a.query.answers if x.strip()]
-        chosen += any(x in comparable(picked) for x in answers)
-        best += bool(ranked) and any(x in comparable(ranked[0].text) for x in answers)
+        chosen += a.holds_answer(picked)
+        best += bool(ranked) and a.holds_answer(ranked[0].text)
     return AnswerabilityFigures(
         dataset=name,
         questions=len(answerable),
