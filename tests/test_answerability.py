@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coopbot.answering.extractive import QuestionWords, ScoredSentence, choose_sentences
-from coopbot.answering.gate import GATE_FEATURES, Decision, decide, gate_features, missing_names, refusal_text
+from coopbot.answering.gate import GATE_FEATURES, decide, gate_features, missing_names, refusal_text
 from coopbot.answering.model import LogisticModel, ModelFileError, fit_logistic, fitted_models
 from coopbot.config import Settings
 from coopbot.evals.answerability import auc
@@ -83,14 +83,14 @@ def test_question_words_weigh_rare_words_more() -> None:
 
 def test_gate_features_separate_a_covering_passage_from_an_off_topic_one() -> None:
     on, off = hit(AREA, 1), hit(EU, 1)
-    question = "示范区的面积是多少平方公里？"
-    covered = gate_features(question, [on], [sentence(on, AREA, 0.9)], rarity)
-    missed = gate_features(question, [off], [sentence(off, EU, 0.1, cosine=0.7)], rarity)
+    words = QuestionWords.of("示范区的面积是多少平方公里？", rarity)
+    covered = gate_features(words, [on], [sentence(on, AREA, 0.9)], rarity)
+    missed = gate_features(words, [off], [sentence(off, EU, 0.1, cosine=0.7)], rarity)
     assert set(covered) == set(GATE_FEATURES)
     assert covered["top_coverage"] == 1.0 and missed["top_coverage"] == 0.0
     assert covered["missing_rarity"] == 0.0 and missed["missing_rarity"] > 0.0
     assert covered["best_sentence"] == 0.9 and missed["best_cosine"] == 0.7
-    assert gate_features(question, [], [], rarity)["top3_coverage"] == 0.0  # nothing retrieved: no error
+    assert gate_features(words, [], [], rarity)["top3_coverage"] == 0.0  # nothing retrieved: no error
 
 
 def test_decide_refuses_without_passages_or_content_words() -> None:
@@ -106,10 +106,10 @@ def test_a_refusal_names_what_is_missing_and_what_the_knowledge_base_has() -> No
     hits = [hit(AREA, 1, title="示范区总体方案"), hit(EU, 2, title="欧盟科研合作")]
     assert missing_names("2030年示范区的面积是多少？", hits) == ["2030年"]
     assert missing_names("示范区的面积是多少？", hits) == []
-    text = refusal_text(Decision(0.1, 0.3, ("2030年",)), hits)
+    text = refusal_text("2030年示范区的面积是多少？", hits)
     assert "没有关于“2030年”的资料" in text and "《示范区总体方案》、《欧盟科研合作》" in text
-    assert refusal_text(Decision(0.1, 0.3), hits).startswith("知识库中没有找到能回答这个问题的内容。下面是")
-    assert refusal_text(Decision(0.0, 0.3, ("2030年",)), []) == "知识库中没有找到能回答这个问题的内容。"
+    assert refusal_text("示范区的面积是多少？", hits).startswith("知识库中没有找到能回答这个问题的内容。下面是")
+    assert refusal_text("2030年示范区的面积是多少？", []) == "知识库中没有找到能回答这个问题的内容。"
 
 
 PARAGRAPH = "示范区成立于2019年。面积约2300平方公里。包括三个区县。规划期至2035年。"

@@ -120,7 +120,7 @@ class Assistant:
                 result.text, result.citations, result.support = compose(query, sentences, self.settings)
                 result.refused = not result.text
         if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
-            result.text = refusal_text(decision, hits)
+            result.text = refusal_text(query, hits)
             result.citations, result.support, result.related = [], [], hits[:3]
         result.timings = {
             "retrieve_ms": round((retrieved - began) * 1000, 1),

@@ -1,12 +1,12 @@
 """May we answer: the refusal gate, the one owner of that decision.
 
-`answerability` turns signals that survive paraphrase (how well the best sentence answers, by the fitted
+`decide` turns signals that survive paraphrase (how well the best sentence answers, by the fitted
 sentence model; its embedding similarity; the rarity-weighted share of the question's words the top
-passages hold; the margins of both retrievers and whether they agree) into one probability with a
-logistic model fitted on external data (`model.fitted_models()["answerability"]`). `may_answer` compares
-it with the fitted threshold, chosen for at most 5 % false refusals on the fitting set. `missing_names`
-says which named things of a question (years, places, names) no retrieved passage mentions, so that a
-refusal can tell the user what the knowledge base does have.
+passages hold; the margins of both retrievers and whether they agree; see `gate_features`) into one
+probability with a logistic model fitted on external data (`model.fitted_models()["answerability"]`) and
+compares it with the fitted threshold, chosen for at most 5 % false refusals on the fitting set.
+`refusal_text` words a refusal: which named things of the question (years, places, names) no retrieved
+passage mentions (`missing_names`), and which documents the closest material comes from.
 """
 
 from __future__ import annotations
@@ -44,18 +44,10 @@ GATE_FEATURES = (
 
 @dataclass(frozen=True)
 class Decision:
-    """The gate's verdict: the probability that the passages answer the question against the threshold, and
-    the named things (years, places, people, organisations) of the question that no top passage mentions.
-
-    `missing` explains a refusal; it does not decide one. As a rule of its own ("refuse when a named thing
-    is in none of the top three passages") it was measured and left out: on drcd-test it refused 2.8 % of
-    the answerable questions the gate lets through to catch 2.8 % more unanswerable ones, and on our own
-    knowledge base it doubled the false refusals (dev 0.064 -> 0.128, blind 0.068 -> 0.123).
-    """
+    """The gate's verdict: the probability that the passages answer the question against the threshold."""
 
     answerability: float
     threshold: float
-    missing: tuple[str, ...] = ()
 
     @property
     def answer(self) -> bool:
@@ -63,10 +55,9 @@ class Decision:
 
 
 def gate_features(
-    question: str, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity
+    words: QuestionWords, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity
 ) -> dict[str, float]:
-    """The gate's inputs for one question (all zero-ish when nothing was retrieved)."""
-    words = QuestionWords.of(question, rarity)
+    """The gate's inputs for one question's words (all zero-ish when nothing was retrieved)."""
     top = [comparable(h.chunk.embed_text) for h in hits[:3]]
     best = max(sentences, key=lambda s: s.score) if sentences else None
     unseen = rarity("\u0000")  # the rarity of a word no passage holds: the scale of `missing_rarity`
@@ -97,14 +88,13 @@ def _best(sentences: Sequence[ScoredSentence], feature: str) -> float:
 def decide(
     question: str, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity, settings: Settings
 ) -> Decision:
-    """Answer or refuse: the fitted probability against the fitted (or configured) threshold; with the named
-    things the top three passages lack, for the refusal's wording."""
+    """Answer or refuse: the fitted probability against the fitted (or configured) threshold."""
     model = fitted_models()["answerability"]
     threshold = model.threshold if settings.refusal_threshold is None else settings.refusal_threshold
-    if not hits or not sentences or not QuestionWords.of(question, rarity).weights:
+    words = QuestionWords.of(question, rarity)
+    if not hits or not sentences or not words.weights:
         return Decision(0.0, threshold)
-    probability = model.probability(gate_features(question, hits, sentences, rarity))
-    return Decision(probability, threshold, tuple(missing_names(question, hits[:3])))
+    return Decision(model.probability(gate_features(words, hits, sentences, rarity)), threshold)
 
 
 _YEAR = re.compile(r"(?:19|20)\d{2}\s*年")
@@ -114,7 +104,11 @@ _NAME_TAGS = ("ns", "nr", "nt", "nz")  # jieba's place, person, organisation and
 def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
     """Years, places, people and organisations the question names that no retrieved passage mentions.
 
-    Only explains a refusal ("知识库中没有关于 2030年 的内容"); it does not decide one.
+    Only explains a refusal ("知识库中没有关于 2030年 的内容"); it does not decide one. As a rule of its own
+    ("refuse when a named thing is in none of the top three passages") it was measured and left out: on
+    drcd-test it refused 2.8 % of the answerable questions the gate lets through to catch 2.8 % more
+    unanswerable ones, and on our own knowledge base it doubled the false refusals (dev 0.064 -> 0.128,
+    blind 0.068 -> 0.123). `benchmarks/answerability.py` reports it as `hand_rules`.
     """
     from coopbot.text.words import load_jieba
 
@@ -128,11 +122,12 @@ def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
     return [name for name in dict.fromkeys(names) if name not in held]
 
 
-def refusal_text(decision: Decision, hits: Sequence[Hit]) -> str:
+def refusal_text(question: str, hits: Sequence[Hit]) -> str:
     """The refusal, saying what the question named that the knowledge base lacks and what it has instead."""
     text = REFUSAL
-    if decision.missing and hits:
+    missing = missing_names(question, hits[:3]) if hits else []
+    if missing:
         titles = list(dict.fromkeys(h.chunk.doc_title for h in hits[:3] if h.chunk.doc_title))
-        text += f"知识库中没有关于“{'”“'.join(decision.missing)}”的资料"
+        text += f"知识库中没有关于“{'”“'.join(missing)}”的资料"
         text += f"；最接近的资料来自：{'、'.join(f'《{t}》' for t in titles)}。" if titles else "。"
     return text + (RELATED_NOTE if hits else "")

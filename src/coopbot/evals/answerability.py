@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from coopbot.answering.extractive import (
+    QuestionWords,
     ScoredSentence,
     SentenceRow,
     choose_sentences,
@@ -90,7 +91,7 @@ def gate_rows(asked: Sequence[Asked], sentence_model: LogisticModel, rarity: Cal
     """The gate's feature matrix (columns `GATE_FEATURES`) for these asks."""
     rows = []
     for a in asked:
-        values = gate_features(a.query.question, a.hits, a.scored(sentence_model), rarity)
+        values = gate_features(QuestionWords.of(a.query.question, rarity), a.hits, a.scored(sentence_model), rarity)
         rows.append([values[name] for name in GATE_FEATURES])
     return np.asarray(rows, dtype=np.float64)
 
