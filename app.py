@@ -4,7 +4,7 @@
 chat is still `coopbot chat`.
 """
 
-from coopbot.cli import app
+from coopbot.cli.main import app
 
 if __name__ == "__main__":
     app(["serve"])

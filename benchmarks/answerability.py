@@ -62,11 +62,11 @@ RETRIEVAL_SETTINGS = {
 
 def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
     """The set's asks (cached on disk by the set's files and settings) and its rarity function."""
-    from coopbot.corpus import eval_settings, index_eval_set, load_eval_set, passage_chunk
-    from coopbot.embedding import cached_embedder
     from coopbot.evals.answerability import ask_all
-    from coopbot.lexical import LexicalIndex
-    from coopbot.retrieval import Retriever
+    from coopbot.evals.retrieval import eval_settings, index_eval_set, load_eval_set, passage_chunk
+    from coopbot.index.bm25 import LexicalIndex
+    from coopbot.index.embedder import cached_embedder
+    from coopbot.retrieval.retriever import Retriever
 
     eval_set = load_eval_set(folder)
     files = b"".join((folder / n).read_bytes() for n in ("corpus.jsonl", "queries.jsonl"))
@@ -207,9 +207,9 @@ def hand_rules(
 
 def main() -> None:
     from coopbot.config import Settings
-    from coopbot.corpus import find_eval_sets
-    from coopbot.embedding import model_location
     from coopbot.evals.answerability import measure
+    from coopbot.evals.retrieval import find_eval_sets
+    from coopbot.index.embedder import model_location
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")

@@ -142,12 +142,12 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from coopbot.chain import Assistant
+    from coopbot.assistant import Assistant
     from coopbot.config import Settings
-    from coopbot.embedding import load_embedder
     from coopbot.evals import load_qa_cases
+    from coopbot.index.embedder import load_embedder
     from coopbot.llm.models import usable_model
-    from coopbot.retrieval import Retriever
+    from coopbot.retrieval.retriever import Retriever
 
     base = Settings()
     cases = [c for c in load_qa_cases(args.qa) if c.answerable and c.answer_points][: args.cases]

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from coopbot import chunking, loaders
     from coopbot.config import Settings
-    from coopbot.embedding import load_embedder, model_location
-    from coopbot.ingest import discover, ingest
+    from coopbot.index.embedder import load_embedder, model_location
+    from coopbot.ingest import chunking, loaders
+    from coopbot.ingest.pipeline import discover, ingest
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--knowledge", type=Path, default=ROOT / "knowledge")

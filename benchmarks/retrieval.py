@@ -4,7 +4,7 @@
 
 Every set folder under DIR (default: ../shared/datasets, read in place: the DuReader licence forbids
 copying it into the project) is indexed into a temporary Chroma collection and lexical index, one
-passage per chunk (see `coopbot.corpus`). Passage vectors come from the embedding cache in the
+passage per chunk (see `coopbot.evals.retrieval`). Passage vectors come from the embedding cache in the
 project's data dir (`.coopbot/cache/embeddings`), so only the first run pays for encoding; queries
 are always encoded for real, so latencies are those of a real search (warm: model loaded).
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from coopbot.config import Settings
-    from coopbot.corpus import SetResult
+    from coopbot.evals.retrieval import SetResult
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,9 +54,9 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 def main() -> None:
     from coopbot.config import Settings
-    from coopbot.corpus import eval_settings, evaluate_set, find_eval_sets, load_eval_set
-    from coopbot.embedding import cached_embedder, load_embedder, model_location
-    from coopbot.retrieval import MODES
+    from coopbot.evals.retrieval import eval_settings, evaluate_set, find_eval_sets, load_eval_set
+    from coopbot.index.embedder import cached_embedder, load_embedder, model_location
+    from coopbot.retrieval.retriever import MODES
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -100,7 +100,7 @@ def main() -> None:
 
 
 def _figures(sets: list[SetResult], base: Settings, load_seconds: float) -> dict[str, object]:
-    from coopbot.retrieval import MODES
+    from coopbot.retrieval.retriever import MODES
 
     per_set = {}
     for r in sets:

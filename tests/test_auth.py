@@ -8,9 +8,9 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from coopbot.auth import AuthError, Guard, _b64, _unb64, bearer, mint_embed_token, verify_embed_token
 from coopbot.config import Settings
-from coopbot.server import embed_token_of
+from coopbot.web.auth import AuthError, Guard, _b64, _unb64, bearer, mint_embed_token, verify_embed_token
+from coopbot.web.server import embed_token_of
 
 SECRET = "s3cret"
 

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from coopbot.chain import Assistant, QuestionError
+from coopbot.assistant import Assistant, QuestionError
 from coopbot.config import Settings
 from coopbot.evals import QACase, covers, load_qa_cases
 from coopbot.schema import Answer
@@ -133,7 +133,7 @@ def test_sentence_vectors_persist_for_the_next_process(kb_settings: Settings) ->
 
 
 def test_final_answer_and_json_form_without_retrieved_passages() -> None:
-    from coopbot.chain import final_answer
+    from coopbot.assistant import final_answer
     from coopbot.schema import Chunk, Hit
 
     chunk = Chunk("c1", "a.md", "标题", ("标题",), "正文。", 0, 3, "h", 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coopbot.chunking import Section, chunk_document, split_sections
+from coopbot.ingest.chunking import Section, chunk_document, split_sections
 from coopbot.schema import Chunk, Document, embed_text
 
 KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from coopbot.cli import app
+from coopbot.cli.main import app
 from coopbot.config import Settings
 
 from .conftest import KNOWLEDGE
@@ -23,7 +23,7 @@ def test_help_does_not_import_heavy_libraries() -> None:
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from coopbot.cli import app\n"
+        "from coopbot.cli.main import app\n"
         "result = CliRunner().invoke(app, ['--help'])\n"
         "assert result.exit_code == 0, result.output\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'chromadb', 'gradio', 'transformers')"

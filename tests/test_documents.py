@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from coopbot.config import Settings
-from coopbot.documents import DocumentError, KnowledgeBase, RWLock, safe_filename
-from coopbot.feedback import Feedback, FeedbackStore
+from coopbot.ingest.documents import DocumentError, KnowledgeBase, RWLock, safe_filename
 from coopbot.schema import Answer, Citation
+from coopbot.web.feedback import Feedback, FeedbackStore
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_add_list_replace_delete(settings: Settings) -> None:
     assert {d.doc_id for d in knowledge.list()} == {"a.md", name}
     assert not list(settings.knowledge_dir.glob(".upload-*")), "no temporary file is left behind"
 
-    from coopbot.retrieval import Retriever
+    from coopbot.retrieval.retriever import Retriever
 
     retriever = Retriever(settings)
     assert retriever.search("紫荆合作备忘录的路演", 1)[0].chunk.doc_id == name
@@ -131,8 +131,8 @@ def test_bad_uploads_are_refused_with_reasons(settings: Settings) -> None:
 
 
 def test_service_warm_up_embeds_every_sentence_in_the_background(settings: Settings) -> None:
-    from coopbot.service import Service
     from coopbot.text.sentences import split_sentences
+    from coopbot.web.service import Service
 
     (settings.knowledge_dir / "a.md").write_text(DOC_A + DOC_B, encoding="utf-8")
     KnowledgeBase(settings).update()

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coopbot import bundled_model
 from coopbot.config import Settings
-from coopbot.embedding import load_embedder, model_identity
+from coopbot.index import bundled_model
+from coopbot.index.embedder import load_embedder, model_identity
 
 
 def test_prepared_folder_is_a_standard_sentence_transformers_model(model_dir: Path) -> None:
@@ -95,7 +95,7 @@ def test_identity_is_stable_and_cheap_for_folders(settings: Settings, model_dir:
 
 
 def test_prepare_is_idempotent(bundled_data_dir: Path) -> None:
-    from coopbot.embedding import bundled_model_dir, prepare_bundled
+    from coopbot.index.embedder import bundled_model_dir, prepare_bundled
 
     settings = Settings(data_dir=bundled_data_dir)
     before = (bundled_model_dir(settings) / "model.safetensors").stat().st_mtime_ns
@@ -104,7 +104,7 @@ def test_prepare_is_idempotent(bundled_data_dir: Path) -> None:
 
 
 def test_missing_model_folder_says_what_to_do(tmp_path: Path) -> None:
-    from coopbot.embedding import EmbeddingError
+    from coopbot.index.embedder import EmbeddingError
 
     settings = Settings(data_dir=tmp_path, embedding_model=str(tmp_path / "no-such-model"))
     with pytest.raises(EmbeddingError, match="local sentence-transformers folder"):

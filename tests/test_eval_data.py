@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from coopbot.loaders import load_document
-from coopbot.textnorm import for_matching
+from coopbot.ingest.loaders import load_document
+from coopbot.text.normalise import for_matching
 
 from .conftest import KNOWLEDGE, ROOT
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from coopbot.config import Settings
-from coopbot.corpus import RetrievalScores
+from coopbot.evals.retrieval import RetrievalScores
 
 from .conftest import ROOT, coopbot
 

@@ -37,7 +37,7 @@ from coopbot.llm.base import (
 )
 from coopbot.llm.factory import make_generator
 from coopbot.llm.openai import OpenAIGenerator
-from coopbot.rewrite import LLMRewriter, heuristic_rewrite, make_rewriter
+from coopbot.retrieval.rewrite import LLMRewriter, heuristic_rewrite, make_rewriter
 from coopbot.schema import Chunk, Hit, Turn
 from coopbot.text.sentences import split_sentences
 

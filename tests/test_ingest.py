@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from coopbot import chunking, loaders
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, load_embedder, model_identity
-from coopbot.ingest import NothingIndexedError, ingest, pipeline_fingerprint, reindex
-from coopbot.retrieval import Retriever
+from coopbot.index.chroma import ChunkStore, ModelMismatchError, StoredChunk
+from coopbot.index.embedder import Embedder, load_embedder, model_identity
+from coopbot.ingest import chunking, loaders
+from coopbot.ingest.pipeline import NothingIndexedError, ingest, pipeline_fingerprint, reindex
+from coopbot.retrieval.retriever import Retriever
 from coopbot.schema import Chunk
-from coopbot.store import ChunkStore, ModelMismatchError, StoredChunk
 
 from .conftest import KNOWLEDGE
 

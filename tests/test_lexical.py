@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from coopbot import lexical
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, load_embedder, model_identity
-from coopbot.ingest import ingest
-from coopbot.lexical import LexicalIndex, index_path
-from coopbot.retrieval import Retriever
-from coopbot.store import ChunkStore
+from coopbot.index import bm25
+from coopbot.index.bm25 import LexicalIndex, index_path
+from coopbot.index.chroma import ChunkStore
+from coopbot.index.embedder import Embedder, load_embedder, model_identity
+from coopbot.ingest.pipeline import ingest
+from coopbot.retrieval.retriever import Retriever
 from coopbot.text.words import tokenize
 
 from .conftest import KNOWLEDGE
@@ -117,7 +117,7 @@ def test_index_is_persisted_reloaded_and_updated_incrementally(tmp_path: Path, m
         tokenized.append(text)
         return real(text)
 
-    monkeypatch.setattr(lexical, "tokenize", counting)
+    monkeypatch.setattr(bm25, "tokenize", counting)
     added, removed = reloaded.update({**PASSAGES, "p5": "海南自由贸易港建设。"}, ["p1"])
     assert (added, removed) == (1, 1) and tokenized == ["海南自由贸易港建设。"]  # only the new text
     reloaded.save()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from coopbot.chain import Assistant
+from coopbot.assistant import Assistant
 from coopbot.config import Settings
 from coopbot.evals import covers, load_qa_cases, point_found
-from coopbot.ingest import ingest
+from coopbot.ingest.pipeline import ingest
 from coopbot.llm import models as llm_model
 from coopbot.llm.check import check_model_runs, runs_here
 from coopbot.llm.factory import make_generator

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coopbot.loaders import (
+from coopbot.ingest.loaders import (
     SUPPORTED_SUFFIXES,
     LoadError,
     default_furniture,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coopbot.config import Settings
-from coopbot.corpus import (
+from coopbot.evals.retrieval import (
     EvalSet,
     EvalSetError,
     Passage,
@@ -21,10 +21,10 @@ from coopbot.corpus import (
     index_eval_set,
     load_eval_set,
 )
-from coopbot.embedding import Embedder, cached_embedder, load_embedder
-from coopbot.ingest import ingest
-from coopbot.lexical import LexicalIndex, index_path
-from coopbot.retrieval import Candidate, Retriever, fuse
+from coopbot.index.bm25 import LexicalIndex, index_path
+from coopbot.index.embedder import Embedder, cached_embedder, load_embedder
+from coopbot.ingest.pipeline import ingest
+from coopbot.retrieval.retriever import Candidate, Retriever, fuse
 from coopbot.schema import Hit
 
 from .test_server_mode import chroma_server  # noqa: F401 - a fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coopbot.rewrite import heuristic_rewrite, is_follow_up
+from coopbot.retrieval.rewrite import heuristic_rewrite, is_follow_up
 from coopbot.schema import Turn
 
 HISTORY = [

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from coopbot.config import Settings
-from coopbot.ingest import ingest
-from coopbot.retrieval import Retriever
-from coopbot.store import ChunkStore, StoreError
+from coopbot.index.chroma import ChunkStore, StoreError
+from coopbot.ingest.pipeline import ingest
+from coopbot.retrieval.retriever import Retriever
 
 from .conftest import KNOWLEDGE
 from .processes import stop, wait_ready
@@ -82,7 +82,7 @@ def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_se
     (server.knowledge_dir / "other.md").write_text("# 其他\n\n建立联席会议制度。", encoding="utf-8")
     pruned = ingest(server)
     assert pruned.files_removed == 1
-    from coopbot.embedding import model_identity
+    from coopbot.index.embedder import model_identity
 
     docs = {s.chunk.doc_id for s in ChunkStore(server).chunks(model_identity(server))}
     assert docs == {"other.md"}

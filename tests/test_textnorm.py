@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from coopbot.textnorm import for_matching, strip_control, to_halfwidth
+from coopbot.text.normalise import for_matching, strip_control, to_halfwidth
 
 # Characters that stress length preservation: full-width forms, Chinese punctuation, characters whose
 # Unicode case mapping changes length (İ, ß, ŉ, ﬁ), combining marks, astral characters.

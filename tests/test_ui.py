@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from coopbot.auth import mint_embed_token
 from coopbot.config import Settings
+from coopbot.web.auth import mint_embed_token
 
 from .web_fixtures import ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer, free_port
 
@@ -247,7 +247,7 @@ def test_embed_in_an_iframe_of_another_origin(page: Any, web_server: WebServer) 
 
 def test_answer_footer_names_the_backend_and_a_fallback() -> None:
     from coopbot.schema import Answer
-    from coopbot.ui import answer_footer
+    from coopbot.web.ui import answer_footer
 
     answer = Answer(question="问", text="答。[1]", citations=[], refused=False, backend="llamacpp")
     assert answer_footer(answer).endswith("*回答方式：本地模型（llamacpp）*")
@@ -258,7 +258,7 @@ def test_answer_footer_names_the_backend_and_a_fallback() -> None:
 
 def test_rendering_escapes_everything_but_coopbot_markup() -> None:
     from coopbot.schema import Answer, Chunk, Citation, Hit
-    from coopbot.ui import Exchange, Session, escape_markdown, render_answer, render_sources
+    from coopbot.web.ui import Exchange, Session, escape_markdown, render_answer, render_sources
 
     hostile = '<img src=x onerror="alert(1)"> **粗体** [链接](javascript:alert(1)) 1. 列表'
     shown = escape_markdown(hostile)
@@ -291,8 +291,8 @@ def open_embed_server(
 
     import uvicorn
 
-    from coopbot.server import create_server
-    from coopbot.service import Service
+    from coopbot.web.server import create_server
+    from coopbot.web.service import Service
 
     data_dir = tmp_path_factory.mktemp("open-embed") / "data"
     shutil.copytree(kb_settings.data_dir, data_dir)

@@ -16,9 +16,9 @@ from itertools import pairwise
 
 from coopbot.config import Settings
 from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
+from coopbot.text.normalise import char_bigrams, comparable
 from coopbot.text.sentences import split_sentences
 from coopbot.text.words import tokenize
-from coopbot.textnorm import char_bigrams, comparable
 
 NO_INFO = "资料中没有相关信息"
 UNSUPPORTED_MARK = "[无出处]"

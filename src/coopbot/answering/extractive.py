@@ -16,11 +16,11 @@ from coopbot.answering.citations import LIST_ITEM, CitationRule, check_citations
 from coopbot.answering.kinds import asked_kinds, holds_asked_kind
 from coopbot.answering.model import LogisticModel, fitted_models
 from coopbot.config import Settings
-from coopbot.embedding import Embedder
+from coopbot.index.embedder import Embedder
 from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
+from coopbot.text.normalise import char_bigrams, comparable, jaccard
 from coopbot.text.sentences import split_sentences
 from coopbot.text.words import question_terms
-from coopbot.textnorm import char_bigrams, comparable, jaccard
 
 # Enumeration questions want every item, not the single best sentence.
 _ENUMERATION = re.compile(r"哪些|哪几|有什么|有哪|包括什么|包含什么|几个方面|几项|列举|分别")

@@ -20,7 +20,7 @@ from coopbot.answering.extractive import QuestionWords, Rarity, ScoredSentence
 from coopbot.answering.model import fitted_models
 from coopbot.config import Settings
 from coopbot.schema import Hit
-from coopbot.textnorm import comparable
+from coopbot.text.normalise import comparable
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
 RELATED_NOTE = "下面是最接近的资料，仅供参考，不作为答案的依据。"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from coopbot.textnorm import comparable
+from coopbot.text.normalise import comparable
 
 _AMOUNT = r"[\d０-９.,，一二三四五六七八九十百千万亿两]+"  # a number, in digits or in Chinese
 # What some questions ask for, and what an answer must then contain: an answer of the wrong kind

@@ -1,6 +1,6 @@
 """The answer core on external reading-comprehension sets: refusal with the gold passage left out, sentence choice.
 
-Each question of a set (`coopbot.corpus`) is asked twice through the real retriever, sentence scorer and
+Each question of a set (`coopbot.evals.retrieval`) is asked twice through the real retriever, sentence scorer and
 gate: over the whole corpus (answerable) and with its gold passages left out (leave-gold-out). A
 left-out question counts as "must refuse" only when no answer string appears in the passages the
 answerer reads; the others are reported as a share, not scored (the answer is still there). The same
@@ -26,13 +26,13 @@ from coopbot.answering.extractive import (
 from coopbot.answering.gate import GATE_FEATURES, gate_features
 from coopbot.answering.model import LogisticModel, fitted_models
 from coopbot.config import Settings
-from coopbot.corpus import EvalSet, Query
 from coopbot.evals.cases import point_found
+from coopbot.evals.retrieval import EvalSet, Query
 from coopbot.schema import Hit
 
 if TYPE_CHECKING:
-    from coopbot.embedding import Embedder
-    from coopbot.retrieval import Retriever
+    from coopbot.index.embedder import Embedder
+    from coopbot.retrieval.retriever import Retriever
 
 
 @dataclass

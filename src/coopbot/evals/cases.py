@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coopbot.answering.citations import support_score
 from coopbot.schema import Turn
-from coopbot.textnorm import comparable
+from coopbot.text.normalise import comparable
 
 
 class CaseError(ValueError):

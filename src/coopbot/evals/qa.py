@@ -30,7 +30,7 @@ from coopbot.evals.cases import QACase, covers, point_found
 from coopbot.schema import Answer, embed_text
 
 if TYPE_CHECKING:
-    from coopbot.chain import Assistant
+    from coopbot.assistant import Assistant
 
 HIT_DEPTH = 5
 METRICS = (
@@ -125,7 +125,7 @@ Progress = Callable[[int, int, CaseResult], None]
 
 def run_cases(assistant: Assistant, cases: Iterable[QACase], progress: Progress | None = None) -> list[CaseResult]:
     """Ask every case (with its history) exactly as a user would, then judge it."""
-    from coopbot.chain import QuestionError
+    from coopbot.assistant import QuestionError
 
     todo = list(cases)
     rule = CitationRule.from_settings(assistant.settings)

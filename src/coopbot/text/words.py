@@ -12,7 +12,7 @@ import re
 import threading
 from typing import Any
 
-from coopbot.textnorm import comparable
+from coopbot.text.normalise import comparable
 
 # Question words and particles: frequent in questions, rare in passages, so BM25 would weigh them as
 # rare evidence. Dropped on both sides (a passage's own 什么 or 的 carries no topic either).

@@ -18,13 +18,13 @@ from coopbot.answering.extractive import ScoredSentence, compose, score_sentence
 from coopbot.answering.gate import decide, refusal_text
 from coopbot.answering.generate import generate
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, cached_embedder, load_embedder
+from coopbot.index.embedder import Embedder, cached_embedder, load_embedder
 from coopbot.llm.base import GenerationError, Generator
 from coopbot.llm.factory import make_generator
-from coopbot.retrieval import Retriever
-from coopbot.rewrite import QueryRewriter, make_rewriter
+from coopbot.retrieval.retriever import Retriever
+from coopbot.retrieval.rewrite import QueryRewriter, make_rewriter
 from coopbot.schema import Answer, Turn
-from coopbot.textnorm import strip_control
+from coopbot.text.normalise import strip_control
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable

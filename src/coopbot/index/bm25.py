@@ -34,8 +34,8 @@ from coopbot.config import Settings
 from coopbot.text.words import STOPWORDS, load_jieba, tokenize
 
 if TYPE_CHECKING:
-    from coopbot.embedding import ModelIdentity
-    from coopbot.store import ChunkStore
+    from coopbot.index.chroma import ChunkStore
+    from coopbot.index.embedder import ModelIdentity
 
 FORMAT = 1  # layout of the index file
 TOKENIZER_VERSION = 1  # bump whenever `textnorm.comparable` or `tokenize` changes what words a text gives

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, load_embedder, model_identity
-from coopbot.lexical import LexicalIndex, index_path
+from coopbot.index.bm25 import LexicalIndex, index_path
+from coopbot.index.chroma import ChunkStore, StoredChunk
+from coopbot.index.embedder import Embedder, load_embedder, model_identity
 from coopbot.schema import Chunk, Hit, embed_text
-from coopbot.store import ChunkStore, StoredChunk
 
 if TYPE_CHECKING:
-    from coopbot.retrieval import Retriever, RetrieverMode
+    from coopbot.retrieval.retriever import Retriever, RetrieverMode
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -287,8 +287,8 @@ def evaluate_set(
     (default: the plain model), so latencies are those of a real search. One query per mode runs first,
     untimed, to warm up the model, jieba and the BM25 matrices.
     """
-    from coopbot.embedding import CachedEmbedder
-    from coopbot.retrieval import Retriever
+    from coopbot.index.embedder import CachedEmbedder
+    from coopbot.retrieval.retriever import Retriever
 
     cache = passage_embedder if isinstance(passage_embedder, CachedEmbedder) else None
     hits, misses = (cache.hits, cache.misses) if cache else (0, 0)

@@ -16,12 +16,12 @@ from typing import Any
 
 import gradio as gr
 
-from coopbot.auth import AuthError
-from coopbot.chain import QuestionError
-from coopbot.documents import DocumentError
-from coopbot.ingest import NothingIndexedError
+from coopbot.assistant import QuestionError
+from coopbot.ingest.documents import DocumentError
+from coopbot.ingest.pipeline import NothingIndexedError
 from coopbot.schema import Answer, Citation, Hit, Turn
-from coopbot.service import Busy, Service
+from coopbot.web.auth import AuthError
+from coopbot.web.service import Busy, Service
 
 EXAMPLES = [
     "长三角一体化发展规划纲要覆盖的区域总面积有多大？",

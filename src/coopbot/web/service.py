@@ -16,14 +16,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from coopbot.auth import Guard
-from coopbot.chain import Assistant, final_answer
+from coopbot.assistant import Assistant, final_answer
 from coopbot.config import Settings
-from coopbot.documents import KnowledgeBase
-from coopbot.feedback import Feedback, FeedbackStore, Vote
+from coopbot.ingest.documents import KnowledgeBase
 from coopbot.schema import Answer, Hit, Turn
+from coopbot.web.auth import Guard
+from coopbot.web.feedback import Feedback, FeedbackStore, Vote
 
-log = logging.getLogger("coopbot.server")
+log = logging.getLogger("coopbot.web.server")
 _WARM_BATCH = 64
 
 
@@ -92,7 +92,7 @@ class Service:
         return thread
 
     def _warm(self) -> None:
-        from coopbot.embedding import model_identity
+        from coopbot.index.embedder import model_identity
         from coopbot.text.sentences import split_sentences
 
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own priority

@@ -19,12 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, load_embedder, model_identity
-from coopbot.lexical import LexicalIndex, SyncReport, index_path
+from coopbot.index.bm25 import LexicalIndex, SyncReport, index_path
+from coopbot.index.chroma import ChunkStore
+from coopbot.index.embedder import Embedder, load_embedder, model_identity
 from coopbot.schema import Chunk, Hit, hit_to_dict
-from coopbot.store import ChunkStore
+from coopbot.text.normalise import char_bigrams, jaccard
 from coopbot.text.words import tokenize
-from coopbot.textnorm import char_bigrams, jaccard
 
 if TYPE_CHECKING:
     from langchain_core.retrievers import BaseRetriever

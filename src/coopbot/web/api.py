@@ -21,12 +21,12 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coopbot.auth import AuthError, bearer
-from coopbot.chain import QuestionError
-from coopbot.documents import DocumentError
-from coopbot.ingest import NothingIndexedError
+from coopbot.assistant import QuestionError
+from coopbot.ingest.documents import DocumentError
+from coopbot.ingest.pipeline import NothingIndexedError
 from coopbot.schema import Answer, Turn, hit_to_dict
-from coopbot.service import Busy, Service
+from coopbot.web.auth import AuthError, bearer
+from coopbot.web.service import Busy, Service
 
 MODEL_NAME = "coopbot"
 
@@ -133,7 +133,7 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 def create_app(service: Service) -> FastAPI:
-    """The FastAPI app with every API route; `coopbot.server` mounts the Gradio pages on it."""
+    """The FastAPI app with every API route; `coopbot.web.server` mounts the Gradio pages on it."""
     app = FastAPI(
         title="coopbot API",
         version="1",
@@ -289,7 +289,7 @@ def _citation_fields(answer: Answer) -> dict[str, Any]:
 
 
 def _report(report: Any) -> dict[str, Any]:
-    from coopbot.cli import report_dict
+    from coopbot.cli.main import report_dict
 
     return report_dict(report)
 

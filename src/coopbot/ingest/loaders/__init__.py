@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coopbot.schema import Document
-from coopbot.textnorm import for_matching, strip_control
+from coopbot.text.normalise import for_matching, strip_control
 
 if TYPE_CHECKING:
     from docx.table import Table

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from coopbot.service import Service
+    from coopbot.web.service import Service
 
-log = logging.getLogger("coopbot.server")
+log = logging.getLogger("coopbot.web.server")
 
 
 def offline_environment() -> None:
@@ -54,7 +54,7 @@ class ProgressLog:
 
 def update_index(service: Service) -> None:
     """Bring the index in step with the knowledge dir before serving; an empty folder is logged, not fatal."""
-    from coopbot.ingest import NothingIndexedError
+    from coopbot.ingest.pipeline import NothingIndexedError
 
     began = time.perf_counter()
     log.info("检查知识库 %s 与索引是否一致……", service.settings.knowledge_dir)
@@ -90,7 +90,7 @@ def tune_threads(settings: Settings) -> int:
 
 def build_service(settings: Settings) -> Service:
     """The shared Assistant (model loaded, lexical index synced) and its companions."""
-    from coopbot.service import Service
+    from coopbot.web.service import Service
 
     return Service(settings)
 
@@ -100,8 +100,8 @@ def create_server(service: Service) -> FastAPI:
     import gradio as gr
     from fastapi.middleware.cors import CORSMiddleware
 
-    from coopbot import ui
-    from coopbot.api import create_app
+    from coopbot.web import ui
+    from coopbot.web.api import create_app
 
     settings = service.settings
     app = create_app(service)
@@ -158,7 +158,7 @@ def embed_token_of(query: str, referer: str | None) -> str:
 
 def embed_subject(service: Service, request: object) -> str | None:
     """Gradio `auth_dependency` of `/embed`: the token's subject (or "embed") when valid, None otherwise."""
-    from coopbot.auth import AuthError
+    from coopbot.web.auth import AuthError
 
     query = str(getattr(getattr(request, "url", None), "query", "") or "")
     headers = getattr(request, "headers", {})
@@ -194,7 +194,7 @@ class PageGuard:
             and scope.get("method") == "GET"
             and self.service.guard.embed_protected
         ):
-            from coopbot.auth import AuthError
+            from coopbot.web.auth import AuthError
 
             query = scope.get("query_string", b"").decode("latin-1")
             try:
