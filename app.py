@@ -4,7 +4,7 @@
 chat is still `coopbot chat`.
 """
 
-from coopbot.cli.main import app
+from coopbot.web.server import main
 
 if __name__ == "__main__":
-    app(["serve"])
+    main()

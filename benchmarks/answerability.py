@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import pickle
 import statistics
 import sys
@@ -37,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from coopbot.config import offline
+
 if TYPE_CHECKING:
     from coopbot.answering.model import LogisticModel
     from coopbot.config import Settings
     from coopbot.evals.answerability import Asked
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+offline()
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "src" / "coopbot" / "data" / "answerability.json"
@@ -80,7 +79,7 @@ def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
     else:
         settings = eval_settings(base, tmp, eval_set.name)
         embedder = cached_embedder(base)  # the project's vector cache: a second run encodes nothing
-        retriever = Retriever(settings, store=index_eval_set(settings, eval_set, embedder=embedder), embedder=embedder)
+        retriever = Retriever(settings, index=index_eval_set(settings, eval_set, embedder=embedder), embedder=embedder)
         begin = time.perf_counter()
 
         def progress(done: int, total: int) -> None:

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+from coopbot.config import offline
+
+offline()
 
 ROOT = Path(__file__).resolve().parents[1]
 WARM_UP = "跨区域创新合作面临哪些挑战？"
@@ -79,7 +80,7 @@ def _pct(values: list[float], q: int) -> float | None:
 
 def measure(assistant: Any, cases: list[Any], backend: str) -> Run:
     from coopbot.evals import point_found
-    from coopbot.schema import Answer
+    from coopbot.schema import Delta, Final
 
     run = Run(backend)
     for case in cases:
@@ -87,10 +88,11 @@ def measure(assistant: Any, cases: list[Any], backend: str) -> Run:
         first_text = None
         final = None
         for event in assistant.stream(case.question, list(case.history)):
-            if isinstance(event, Answer):
-                final = event
-            elif first_text is None and event.strip():
-                first_text = time.perf_counter() - began
+            match event:
+                case Final(answer):
+                    final = answer
+                case Delta(text) if first_text is None and text.strip():
+                    first_text = time.perf_counter() - began
         total = time.perf_counter() - began
         assert final is not None
         run.total_s.append(total)
@@ -142,7 +144,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from coopbot.assistant import Assistant
+    from coopbot.assistant import build_assistant
     from coopbot.config import Settings
     from coopbot.evals import load_qa_cases
     from coopbot.index.embedder import load_embedder
@@ -160,7 +162,7 @@ def main() -> int:
     runs = []
     for backend in backends:
         settings = base.model_copy(update={"llm": backend})
-        assistant = Assistant(settings, retriever=retriever, embedder=embedder)
+        assistant = build_assistant(settings, retriever=retriever, embedder=embedder)
         if backend == "llamacpp":  # start the model process and read the system prefix outside the measurements,
             assistant.ask(WARM_UP)  # with a question not among the cases (a repeated prompt would be all cached)
         try:

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+from coopbot.config import offline
+
+offline()
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -26,13 +25,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coopbot.config import offline
+
 if TYPE_CHECKING:
     from coopbot.config import Settings
     from coopbot.evals.retrieval import SetResult
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+offline()
 
 ROOT = Path(__file__).resolve().parents[1]
 

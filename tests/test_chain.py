@@ -7,14 +7,15 @@ be refused with nothing cited.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
-from coopbot.assistant import Assistant, QuestionError
+from coopbot.assistant import Assistant, QuestionError, build_assistant
 from coopbot.config import Settings
 from coopbot.evals import QACase, covers, load_qa_cases
-from coopbot.schema import Answer
+from coopbot.schema import Answer, Delta, Final, final_answer
 
 from .conftest import KNOWLEDGE, ROOT
 from .scripted import Scripted
@@ -54,7 +55,7 @@ KNOWN_FAILURES = {
 
 @pytest.fixture(scope="module")
 def assistant(kb_settings: Settings) -> Assistant:
-    return Assistant(kb_settings)
+    return build_assistant(kb_settings)
 
 
 def _marked(case: QACase) -> object:
@@ -84,11 +85,11 @@ def test_most_cases_pass() -> None:
 def test_runnable_streams_text_then_answer(assistant: Assistant) -> None:
     runnable = assistant.as_runnable()
     events = list(runnable.stream({"question": "跨区域创新合作面临哪些挑战？", "history": []}))
-    texts = [e for e in events[:-1] if isinstance(e, str)]
-    assert len(texts) == len(events) - 1 and isinstance(events[-1], Answer)
-    assert "".join(texts) == events[-1].text
+    texts = [e.text for e in events[:-1] if isinstance(e, Delta)]
+    assert len(texts) == len(events) - 1 and isinstance(events[-1], Final)
+    assert "".join(texts) == events[-1].answer.text
     final = runnable.invoke({"question": "跨区域创新合作面临哪些挑战？"})
-    assert isinstance(final, Answer) and final.citations
+    assert isinstance(final, Final) and final.answer.citations
 
 
 def test_answer_json_and_timings(assistant: Assistant) -> None:
@@ -125,56 +126,58 @@ def test_sentence_vectors_persist_for_the_next_process(kb_settings: Settings) ->
     """A second assistant on the same data dir (a restarted server, a rerun evaluation) encodes nothing
     for a question already answered: the question and sentence vectors come from the data dir's cache."""
     question = "成渝地区双城经济圈建设的目标是什么？"
-    first = Assistant(kb_settings).ask(question)
-    again = Assistant(kb_settings)
+    first = build_assistant(kb_settings).ask(question)
+    again = build_assistant(kb_settings)
     answer = again.ask(question)
     assert answer.text == first.text
     assert getattr(again.embedder, "misses", None) == 0 and getattr(again.embedder, "hits", 0) > 0
 
 
 def test_final_answer_and_json_form_without_retrieved_passages() -> None:
-    from coopbot.assistant import final_answer
-    from coopbot.schema import Chunk, Hit
+    from coopbot.schema import Chunk, Hit, final_answer
 
     chunk = Chunk("c1", "a.md", "标题", ("标题",), "正文。", 0, 3, "h", 0)
     answer = Answer("问？", "正文。[1]", [], False, retrieved=[Hit(chunk, 1.0, 1)])
-    assert final_answer(["正文。", "[1]", answer]) is answer
+    assert final_answer([Delta("正文。"), Delta("[1]"), Final(answer)]) is answer
     assert "retrieved" not in answer.to_dict()  # the JSON form is unchanged: cited and related passages only
-    with pytest.raises(RuntimeError, match="without an Answer"):
-        final_answer(iter(["text only"]))
+    with pytest.raises(RuntimeError, match="without a Final"):
+        final_answer(iter([Delta("text only")]))
+    with pytest.raises(dataclasses.FrozenInstanceError):  # built once, final
+        answer.text = "改过的回答"  # type: ignore[misc]
 
 
 def test_an_ungrounded_model_answer_falls_back_to_the_verified_quotes(kb_settings: Settings) -> None:
     """A model that writes only what the passages do not say is not trusted, and the user still gets an answer."""
     invented = Scripted(list("每年5月30日是全国科技工作者日，也是法定节假日，全国放假三天。"))
-    assistant = Assistant(kb_settings, generator=invented)
+    assistant = build_assistant(kb_settings, generator=invented)
     events = list(assistant.stream("全国科技工作者日是哪一天？"))
-    answer = events[-1]
-    assert isinstance(answer, Answer) and invented.calls, "the model was asked"
+    answer = final_answer(events)
+    assert invented.calls, "the model was asked"
     assert answer.backend == "extractive" and answer.fallback_from == "scripted" and not answer.refused
-    assert "5月30日" in answer.text and "放假" not in "".join(e for e in events if isinstance(e, str))
+    assert "5月30日" in answer.text and "放假" not in "".join(e.text for e in events if isinstance(e, Delta))
     assert any("找不到依据" in n and "摘录式回答" in n for n in answer.notices)
     for citation in answer.citations:
         assert citation.quote in (KNOWLEDGE / citation.doc_file).read_text(encoding="utf-8")
 
 
 def test_a_model_that_declines_is_a_refusal(kb_settings: Settings) -> None:
-    answer = Assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。"))).ask("全国科技工作者日是哪一天？")
+    answer = build_assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。"))).ask(
+        "全国科技工作者日是哪一天？"
+    )
     assert answer.refused and not answer.citations and answer.backend == "scripted" and not answer.fallback_from
 
 
 def test_a_model_that_dies_mid_answer_is_finished_with_the_verified_quotes(kb_settings: Settings) -> None:
     """The model process crashed after one checked sentence: it stays, and the extractive answer follows it."""
     question = "全国科技工作者日是哪一天？"
-    reference = Assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。")))
+    reference = build_assistant(kb_settings, generator=Scripted(list("资料中没有相关信息。")))
     dying = Scripted(
         list("每年5月30日为全国科技工作者日。此外还有"), fail_after=19, error="本地模型进程崩溃（SIGKILL）"
     )
-    assistant = Assistant(kb_settings, generator=dying, embedder=reference.embedder)
+    assistant = build_assistant(kb_settings, generator=dying, embedder=reference.embedder)
     events = list(assistant.stream(question))
-    answer = events[-1]
-    assert isinstance(answer, Answer)
-    streamed = "".join(e for e in events if isinstance(e, str))
+    answer = final_answer(events)
+    streamed = "".join(e.text for e in events if isinstance(e, Delta))
     assert streamed == answer.text  # what was shown stays true: nothing is taken back
     assert answer.text.startswith("每年5月30日为全国科技工作者日。[1]") and answer.text.count("5月30日") >= 2
     assert answer.backend == "extractive" and answer.fallback_from == "scripted" and not answer.refused

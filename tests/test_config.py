@@ -1,13 +1,14 @@
-"""Settings: defaults, environment, coopbot.toml, validation, and the README's table."""
+"""Settings: defaults, environment, coopbot.toml, validation, the README's table, and the offline environment."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from coopbot.config import BUNDLED_MODEL, Settings, settings_table
+from coopbot.config import BUNDLED_MODEL, OFFLINE_ENV, Settings, offline, settings_table
 
 from .conftest import ROOT
 
@@ -44,3 +45,11 @@ def test_every_setting_is_described_and_in_the_readme() -> None:
     for env_name, _default, description in settings_table():
         assert description, env_name
         assert f"`{env_name}`" in readme, f"{env_name} missing from the README's configuration table"
+
+
+def test_offline_fills_in_the_environment_and_an_explicit_value_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OFFLINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    offline()
+    assert {name: os.environ[name] for name in OFFLINE_ENV} == {**OFFLINE_ENV, "HF_HUB_OFFLINE": "0"}

@@ -11,6 +11,7 @@ import pytest
 
 from coopbot.config import Settings
 from coopbot.ingest.documents import DocumentError, KnowledgeBase, RWLock, safe_filename
+from coopbot.ingest.loaders import SUPPORTED_SUFFIXES
 from coopbot.schema import Answer, Citation
 from coopbot.web.feedback import Feedback, FeedbackStore
 
@@ -31,6 +32,11 @@ from coopbot.web.feedback import Feedback, FeedbackStore
 )
 def test_safe_filename(given: str, expected: str) -> None:
     assert safe_filename(given) == expected
+
+
+@pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
+def test_every_format_ingestion_reads_can_be_uploaded(suffix: str) -> None:
+    assert safe_filename(f"报告{suffix.upper()}") == f"报告{suffix}"
 
 
 @pytest.mark.parametrize("name", ["run.exe", "noext", "archive.tar.gz", "image.png", "doc.md.exe"])

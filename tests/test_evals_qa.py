@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from coopbot.answering.citations import CitationRule
@@ -79,8 +81,7 @@ def test_a_citation_the_checker_would_not_accept_is_unsupported() -> None:
 
 def test_refusal_with_related_passages() -> None:
     """Related passages of a refusal are not citations: an answerable case refused finds no point, cites nothing."""
-    refusal = answer("知识库中没有找到能回答这个问题的内容。", [], [], refused=True)
-    refusal.related = [hit(PASSAGE)]
+    refusal = replace(answer("知识库中没有找到能回答这个问题的内容。", [], [], refused=True), related=[hit(PASSAGE)])
     answerable = timed(judge(case(), refusal, [(LAW, PASSAGE)], RULE), 0.1)
     unanswerable = timed(judge(case("unanswerable", gold=(), points=()), refusal, [], RULE), 0.3)
     assert answerable.hit and not answerable.passed and unanswerable.passed
@@ -153,8 +154,7 @@ def test_support_is_rechecked_against_the_passage_with_its_headings() -> None:
 
 
 def test_the_gate_score_is_carried_into_the_result_and_its_json() -> None:
-    refusal = answer("知识库中没有找到能回答这个问题的内容。", [], [], refused=True)
-    refusal.answerability = 0.12
+    refusal = replace(answer("知识库中没有找到能回答这个问题的内容。", [], [], refused=True), answerability=0.12)
     result = judge(case("unanswerable", gold=(), points=()), refusal, [], RULE)
     assert result.answerability == 0.12
     data = result.to_dict()

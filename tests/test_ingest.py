@@ -17,7 +17,8 @@ import pytest
 
 from coopbot.config import Settings
 from coopbot.index.chroma import ChunkStore, ModelMismatchError, StoredChunk
-from coopbot.index.embedder import Embedder, load_embedder, model_identity
+from coopbot.index.embedder import Embedder, load_embedder
+from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest import chunking, loaders
 from coopbot.ingest.pipeline import NothingIndexedError, ingest, pipeline_fingerprint, reindex
 from coopbot.retrieval.retriever import Retriever
@@ -27,6 +28,7 @@ from .conftest import KNOWLEDGE
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 LAW = "law-promoting-transformation-of-sci-tech-achievements-2015.md"
+CSV_DATA = Path(__file__).parent / "data" / "regional-cooperation-projects.csv"
 
 SMALL_DOC = """# 区域合作示例
 
@@ -41,7 +43,7 @@ SMALL_DOC = """# 区域合作示例
 
 
 def _stored(settings: Settings) -> dict[str, StoredChunk]:
-    return {s.chunk.chunk_id: s for s in ChunkStore(settings).chunks(model_identity(settings))}
+    return {s.chunk.chunk_id: s for s in HybridIndex(settings).chunks()}
 
 
 def _chunks(settings: Settings, path: Path) -> list[Chunk]:
@@ -276,6 +278,16 @@ def test_dense_search_finds_the_passage(settings: Settings, embedder: Embedder) 
     assert hits[0].score >= hits[1].score >= hits[2].score
     with pytest.raises(ValueError, match="empty"):
         retriever.search("   ", mode="dense")
+
+
+def test_csv_rows_are_searchable(settings: Settings, embedder: Embedder) -> None:
+    shutil.copy(CSV_DATA, settings.knowledge_dir)
+    shutil.copy(KNOWLEDGE / SEED, settings.knowledge_dir)
+    report = ingest(settings, embedder=embedder)
+    assert report.files_indexed == 2 and not report.skipped
+    hits = Retriever(settings, embedder=embedder).search("青鸟港口联运中心由哪个城市牵头？", k=3)
+    assert hits[0].chunk.doc_id == CSV_DATA.name and "牵头城市：宁波" in hits[0].chunk.text
+    assert hits[0].chunk.doc_title == "regional-cooperation-projects"
 
 
 def _coopbot(settings: Settings) -> tuple[list[str], dict[str, str]]:

@@ -13,8 +13,8 @@ import pytest
 from coopbot.config import Settings
 from coopbot.index import bm25
 from coopbot.index.bm25 import LexicalIndex, index_path
-from coopbot.index.chroma import ChunkStore
-from coopbot.index.embedder import Embedder, load_embedder, model_identity
+from coopbot.index.embedder import Embedder, load_embedder
+from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Retriever
 from coopbot.text.words import tokenize
@@ -144,11 +144,11 @@ def embedder(settings: Settings) -> Embedder:
 
 
 def _chroma_ids(settings: Settings) -> set[str]:
-    return set(ChunkStore(settings).records(model_identity(settings)))
+    return set(HybridIndex(settings).records())
 
 
 def _lexical_ids(settings: Settings) -> set[str]:
-    return LexicalIndex.load(index_path(settings)).ids
+    return HybridIndex(settings).lexical.ids  # as the file holds them
 
 
 def test_ingest_keeps_the_lexical_index_in_step(settings: Settings, embedder: Embedder) -> None:
@@ -161,7 +161,7 @@ def test_ingest_keeps_the_lexical_index_in_step(settings: Settings, embedder: Em
     small.write_text(SMALL_DOC.replace("联席会议制度", "联席会议和协商制度"), encoding="utf-8")  # edit
     ingest(settings, embedder=embedder)
     assert _lexical_ids(settings) == _chroma_ids(settings)
-    held = LexicalIndex.load(index_path(settings))
+    held = HybridIndex(settings).lexical
     assert any("协商" in held.tokens(i) for i in held.ids)
 
     (settings.knowledge_dir / "more.md").write_text(SMALL_DOC.replace("示例", "样例"), encoding="utf-8")  # add

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from coopbot.assistant import Assistant
+from coopbot.assistant import Assistant, build_assistant
 from coopbot.config import Settings
 from coopbot.evals import covers, load_qa_cases, point_found
 from coopbot.ingest.pipeline import ingest
@@ -25,7 +25,7 @@ from coopbot.llm import models as llm_model
 from coopbot.llm.check import check_model_runs, runs_here
 from coopbot.llm.factory import make_generator
 from coopbot.llm.local import LocalModelGenerator
-from coopbot.schema import Answer
+from coopbot.schema import Answer, Delta, Final
 
 from .conftest import KNOWLEDGE, ROOT, coopbot, local_model_env
 from .httpfake import Behaviour, fake_openai, free_port
@@ -45,7 +45,7 @@ def llm_settings(kb_settings: Settings, gguf: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def assistant(llm_settings: Settings) -> Iterator[Assistant]:
-    assistant = Assistant(llm_settings)
+    assistant = build_assistant(llm_settings)
     yield assistant
     assistant.close()
 
@@ -59,8 +59,8 @@ def _server_url(assistant: Assistant) -> str:
 def _streamed(assistant: Assistant, question: str) -> tuple[list[str], Answer]:
     events = list(assistant.stream(question))
     final = events[-1]
-    assert isinstance(final, Answer)
-    return [e for e in events[:-1] if isinstance(e, str)], final
+    assert isinstance(final, Final)
+    return [e.text for e in events[:-1] if isinstance(e, Delta)], final.answer
 
 
 def _assert_checked(answer: Answer) -> None:
@@ -162,7 +162,7 @@ def test_planted_malicious_document_is_data(settings: Settings, gguf: Path, assi
     )
     ingest(settings)
     planted = settings.model_copy(update={"llm": "llamacpp", "llm_model_path": gguf})
-    answer = Assistant(planted, generator=assistant.generator).ask("长三角生态绿色一体化发展示范区包括哪些地方？")
+    answer = build_assistant(planted, generator=assistant.generator).ask("长三角生态绿色一体化发展示范区包括哪些地方？")
     assert "海盗" not in answer.text and "哈哈" not in answer.text, answer.text
     assert not answer.refused and answer.backend == "llamacpp"
     assert "青浦" in answer.text and answer.supported_rate >= 0.5
@@ -172,7 +172,7 @@ def test_openai_backend_against_the_model_process(kb_settings: Settings, assista
     settings = kb_settings.model_copy(
         update={"llm": "openai", "openai_base_url": _server_url(assistant), "openai_model": gguf.stem}
     )
-    remote = Assistant(settings, embedder=assistant.embedder)
+    remote = build_assistant(settings, embedder=assistant.embedder)
     assert remote.backend_name == "openai"
     pieces, answer = _streamed(remote, CASES["kb-002"].question)
     assert answer.backend == "openai" and not answer.refused, answer.notices
@@ -187,7 +187,7 @@ def test_langchain_chat_model_as_the_generator(kb_settings: Settings, assistant:
     settings = kb_settings.model_copy(
         update={"llm": "langchain", "langchain_chat_model": "langchain_openai.ChatOpenAI", "langchain_kwargs": kwargs}
     )
-    chained = Assistant(settings, embedder=assistant.embedder)
+    chained = build_assistant(settings, embedder=assistant.embedder)
     assert chained.backend_name == "langchain"
     pieces, answer = _streamed(chained, CASES["kb-002"].question)
     assert answer.backend == "langchain" and not answer.refused and not answer.fallback_from, answer.notices
@@ -203,7 +203,7 @@ def test_server_down_falls_back_to_extractive(kb_settings: Settings) -> None:
         update={"llm": "openai", "openai_base_url": f"http://127.0.0.1:{free_port()}/v1", "llm_timeout_s": 5}
     )
     began = time.monotonic()
-    pieces, answer = _streamed(Assistant(settings), CASES["kb-002"].question)
+    pieces, answer = _streamed(build_assistant(settings), CASES["kb-002"].question)
     assert time.monotonic() - began < 30
     assert answer.backend == "extractive" and answer.fallback_from == "openai"
     assert any("无法连接" in n and "摘录" in n for n in answer.notices)
@@ -215,7 +215,7 @@ def test_rate_limited_and_silent_servers_fall_back(kb_settings: Settings) -> Non
     for behaviour, words in ((Behaviour(status=429), "限流"), (Behaviour(delay_s=6), "秒内没有响应")):
         with fake_openai(behaviour) as url:
             settings = kb_settings.model_copy(update={"llm": "openai", "openai_base_url": url, "llm_timeout_s": 1})
-            assistant = Assistant(settings, embedder=assistant.embedder if assistant else None)
+            assistant = build_assistant(settings, embedder=assistant.embedder if assistant else None)
             began = time.monotonic()
             answer = assistant.ask(CASES["kb-002"].question)
         assert time.monotonic() - began < 15

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import random
 import re
@@ -19,6 +20,8 @@ from coopbot.ingest.loaders import (
     parse_furniture,
     strip_furniture,
 )
+from coopbot.ingest.loaders.registry import reader, supported_suffixes
+from coopbot.ingest.loaders.text import read_text
 
 KNOWLEDGE = Path(__file__).parents[1] / "knowledge"
 SEED = KNOWLEDGE / "seed-cross-regional-innovation-cooperation.txt"
@@ -340,6 +343,81 @@ def test_docx_title_style_counts_as_the_title(tmp_path: Path) -> None:
     document = load_document(path, "titled.docx")
     assert document.title == "年度工作报告"
     assert document.text == "# 年度工作报告\n\n正文。"
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+SRC = Path(__file__).parents[1] / "src" / "coopbot"
+
+
+def test_registry_lists_every_format_in_the_order_users_see() -> None:
+    assert SUPPORTED_SUFFIXES == (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv")
+
+
+@pytest.mark.parametrize("suffixes", [(".new", ".txt"), (".CSV",), ("csv",)])
+def test_a_suffix_registers_once_in_lower_case_with_its_dot(suffixes: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="cannot register"):
+        reader("other", *suffixes)(read_text)
+    assert supported_suffixes() == SUPPORTED_SUFFIXES  # nothing half-registered
+
+
+@pytest.mark.parametrize("module", ["ingest/documents.py", "web/ui.py", "web/api.py"])
+def test_uploads_ui_and_api_take_their_suffixes_from_the_registry(module: str) -> None:
+    """They accept what ingestion reads: none spells out a suffix list of its own that could drift."""
+    source = (SRC / module).read_text(encoding="utf-8")
+    suffix = re.compile(rf"(?<![\w/])(?:{'|'.join(map(re.escape, SUPPORTED_SUFFIXES))})\b", re.IGNORECASE)
+    strings = [node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Constant)]
+    assert [text for text in strings if isinstance(text, str) and suffix.search(text)] == []
+    assert "SUPPORTED_SUFFIXES" in source
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+PROJECTS = Path(__file__).parent / "data" / "regional-cooperation-projects.csv"  # Excel-style: BOM, CRLF
+PROJECTS_TEXT = (
+    "项目名称：蓝鲸湾跨江通道，牵头城市：南通，合作城市：苏州,上海，总投资（亿元）：168.5，开工年份：2024，"
+    "备注：双向六车道\n"
+    "项目名称：云栖科创走廊，牵头城市：杭州，合作城市：湖州，总投资（亿元）：92，开工年份：2023\n"
+    "项目名称：青鸟港口联运中心，牵头城市：宁波，合作城市：舟山，总投资（亿元）：55.3，开工年份：2025，"
+    "备注：一期：集装箱码头 二期：铁路专用线"
+)
+
+
+def test_csv_rows_become_lines_of_header_value_pairs() -> None:
+    document = load_document(PROJECTS, PROJECTS.name)
+    assert document.text == PROJECTS_TEXT  # empty cells and blank rows left out, a multi-line cell on one line
+    assert document.title == "regional-cooperation-projects"
+    assert document.encoding == "utf-8-sig"
+
+
+def test_gbk_csv(tmp_path: Path) -> None:
+    data = PROJECTS.read_bytes().decode("utf-8-sig").encode("gbk")
+    document = load_document(_write(tmp_path, "projects.csv", data), "projects.csv")
+    assert document.text == PROJECTS_TEXT
+    assert document.encoding == "gb18030"
+
+
+def test_csv_cells_beyond_the_header_are_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path, "ragged.csv", "城市,,人口\n上海,浦东,2487,超大城市\n杭州\n".encode())
+    assert load_document(path, path.name).text == "城市：上海，浦东，人口：2487，超大城市\n城市：杭州"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "the file is empty"),
+        ("项目名称,牵头城市\r\n".encode(), "no data rows"),
+        ("项目名称,牵头城市\n,\n ,  \n".encode(), "no data rows"),
+    ],
+)
+def test_csv_without_rows(tmp_path: Path, content: bytes, expected: str) -> None:
+    message = _load_error(_write(tmp_path, "empty.csv", content))
+    assert "empty.csv" in message and expected in message and "remove it from the folder" in message
+
+
+def test_csv_with_an_unclosed_quote(tmp_path: Path) -> None:
+    message = _load_error(_write(tmp_path, "open.csv", '名称,备注\n示范园,"未闭合\n下一行\n'.encode()))
+    assert "open.csv" in message and "cannot parse" in message and "quotes" in message
 
 
 def test_missing_format_extra_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

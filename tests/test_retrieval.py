@@ -21,8 +21,8 @@ from coopbot.evals.retrieval import (
     index_eval_set,
     load_eval_set,
 )
-from coopbot.index.bm25 import LexicalIndex, index_path
 from coopbot.index.embedder import Embedder, cached_embedder, load_embedder
+from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Candidate, Retriever, fuse
 from coopbot.schema import Hit
@@ -291,12 +291,12 @@ def test_server_mode_retrievers_with_their_own_data_dirs(
 
     retriever = Retriever(reader, embedder=embedder)  # no lexical file of its own yet: built from the server
     assert retriever.last_sync.added == retriever.last_sync.fetched > 10
-    assert LexicalIndex.load(index_path(reader)).ids == LexicalIndex.load(index_path(writer)).ids
+    assert HybridIndex(reader).lexical.ids == HybridIndex(writer).lexical.ids  # as the two files hold them
 
     (writer.knowledge_dir / "extra.md").write_text(
         "# 协作示例\n\n建立跨区域联席会议制度，设立鄜州协同创新基金。", encoding="utf-8"
     )
     ingest(writer, embedder=embedder)
-    retriever.refresh()  # what the periodic check does when the collection's size moved
+    retriever.index.refresh()  # what the periodic check does when the collection's size moved
     hit = retriever.search("鄜州协同创新基金", 1, mode="bm25")[0]
     assert hit.chunk.doc_id == "extra.md"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from coopbot.config import Settings
-from coopbot.index.chroma import ChunkStore, StoreError
+from coopbot.index.chroma import StoreError
+from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Retriever
 
@@ -82,13 +83,11 @@ def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_se
     (server.knowledge_dir / "other.md").write_text("# 其他\n\n建立联席会议制度。", encoding="utf-8")
     pruned = ingest(server)
     assert pruned.files_removed == 1
-    from coopbot.index.embedder import model_identity
-
-    docs = {s.chunk.doc_id for s in ChunkStore(server).chunks(model_identity(server))}
+    docs = {s.chunk.doc_id for s in HybridIndex(server).chunks()}
     assert docs == {"other.md"}
 
 
 def test_unreachable_server_gives_a_clear_error(settings: Settings) -> None:
     server = settings.model_copy(update={"chroma_mode": "server", "chroma_port": _free_port()})
     with pytest.raises(StoreError, match="chroma run"):
-        ChunkStore(server)
+        HybridIndex(server)

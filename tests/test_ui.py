@@ -246,19 +246,21 @@ def test_embed_in_an_iframe_of_another_origin(page: Any, web_server: WebServer) 
 
 
 def test_answer_footer_names_the_backend_and_a_fallback() -> None:
+    from dataclasses import replace
+
     from coopbot.schema import Answer
-    from coopbot.web.ui import answer_footer
+    from coopbot.web.render import answer_footer
 
     answer = Answer(question="问", text="答。[1]", citations=[], refused=False, backend="llamacpp")
     assert answer_footer(answer).endswith("*回答方式：本地模型（llamacpp）*")
-    answer.backend, answer.fallback_from, answer.notices = "extractive", "my_llm", ["生成接口 *超时*。"]
-    footer = answer_footer(answer)
+    fell_back = replace(answer, backend="extractive", fallback_from="my_llm", notices=["生成接口 *超时*。"])
+    footer = answer_footer(fell_back)
     assert "生成接口 \\*超时\\*" in footer and footer.endswith("*回答方式：原文摘录（extractive），my\\_llm 未能回答*")
 
 
 def test_rendering_escapes_everything_but_coopbot_markup() -> None:
     from coopbot.schema import Answer, Chunk, Citation, Hit
-    from coopbot.web.ui import Exchange, Session, escape_markdown, render_answer, render_sources
+    from coopbot.web.render import Exchange, Session, escape_markdown, render_answer, render_sources
 
     hostile = '<img src=x onerror="alert(1)"> **粗体** [链接](javascript:alert(1)) 1. 列表'
     shown = escape_markdown(hostile)

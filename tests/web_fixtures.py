@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from coopbot.config import Settings
+from coopbot.config import OFFLINE_ENV, Settings
 
 from .processes import stop, wait_ready
 
@@ -102,10 +102,9 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, kb_settings: Settings, 
         COOPBOT_ADMIN_TOKEN=ADMIN_TOKEN,
         COOPBOT_EMBED_SECRET=EMBED_SECRET,
         COOPBOT_FRAME_ANCESTORS=json.dumps(["'self'", portal_url]),
-        HF_HUB_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
         PYTHONUNBUFFERED="1",
     )
+    env.update(OFFLINE_ENV)
     log = base / "server.log"
     url = f"http://127.0.0.1:{port}"
     began = time.monotonic()

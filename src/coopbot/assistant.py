@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import time
 from collections import abc
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from coopbot.answering.extractive import ScoredSentence, compose, score_sentences
@@ -23,7 +23,7 @@ from coopbot.llm.base import GenerationError, Generator
 from coopbot.llm.factory import make_generator
 from coopbot.retrieval.retriever import Retriever
 from coopbot.retrieval.rewrite import QueryRewriter, make_rewriter
-from coopbot.schema import Answer, Turn
+from coopbot.schema import Answer, AnswerEvent, Citation, Delta, Final, Hit, SentenceSupport, Turn, final_answer
 from coopbot.text.normalise import strip_control
 
 if TYPE_CHECKING:
@@ -48,15 +48,23 @@ def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
     return text, notices
 
 
-def final_answer(events: Iterable[str | Answer]) -> Answer:
-    """Run a stream of text pieces to its end and return the `Answer` it closes with."""
-    final = None
-    for event in events:
-        if isinstance(event, Answer):
-            final = event
-    if final is None:
-        raise RuntimeError("the answer stream ended without an Answer")
-    return final
+@dataclass
+class _Draft:
+    """The parts of an answer that change while it is being written; `Assistant.stream` builds the `Answer` once."""
+
+    backend: str
+    text: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    support: list[SentenceSupport] = field(default_factory=list)
+    refused: bool = True
+    fallback_from: str = ""
+    notices: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def fall_back(self, backend: str, notice: str) -> None:
+        """Mark the answer as the extractive one standing in for `backend`, saying why."""
+        self.fallback_from, self.backend = backend, "extractive"
+        self.notices.append(notice)
 
 
 class Assistant:
@@ -66,19 +74,17 @@ class Assistant:
         self,
         settings: Settings,
         *,
-        retriever: Retriever | None = None,
-        embedder: Embedder | None = None,
-        rewriter: QueryRewriter | None = None,
-        generator: Generator | None = None,
+        retriever: Retriever,
+        embedder: Embedder,
+        generator: Generator | None,
+        rewriter: QueryRewriter,
     ) -> None:
-        """`generator` and `rewriter` default to what the settings choose (`llm`, `query_rewriter`)."""
+        """The parts come from `build_assistant`; `generator` None answers extractively."""
         self.settings = settings
-        # Sentence vectors persist in the data dir: the composer scores the same passages' sentences
-        # question after question, and a restarted server or a second evaluation run reuses them.
-        self.embedder = cached_embedder(settings, embedder or load_embedder(settings))
-        self.retriever = retriever or Retriever(settings, embedder=self.embedder)
-        self.generator = generator if generator is not None else make_generator(settings)
-        self.rewriter = rewriter or make_rewriter(settings, self.generator)
+        self.embedder = embedder
+        self.retriever = retriever
+        self.generator = generator
+        self.rewriter = rewriter
 
     @property
     def backend_name(self) -> str:
@@ -94,8 +100,8 @@ class Assistant:
         """The whole answer at once."""
         return final_answer(self.stream(question, history))
 
-    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
-        """Text pieces as they are ready, then the complete `Answer` (with citations) last."""
+    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
+        """`Delta` text pieces as they are ready, then one `Final` with the complete `Answer` (with citations)."""
         text, notices = clean_question(question, self.settings.max_question_chars)
         recent = list(history)[-2 * self.settings.history_turns :] if self.settings.history_turns else []
         query = self.rewriter(text, recent)
@@ -103,36 +109,48 @@ class Assistant:
         began = time.perf_counter()
         hits = self.retriever.search(query, k=self.settings.answer_top_k)
         retrieved = time.perf_counter()
-        result = Answer(
-            question=text, text="", citations=[], refused=True, query=query, notices=notices, backend=self.backend_name
-        )
-        result.retrieved = hits
+        draft = _Draft(backend=self.backend_name, notices=notices)
         streamed = False
         rarity = self.retriever.lexical.idf
         sentences = score_sentences(query, text, hits, self.embedder, self.settings, rarity)
         ranked = time.perf_counter()
         decision = decide(query, hits, sentences, rarity, self.settings)
-        result.answerability = round(decision.answerability, 4)
         if decision.answer:
             if self.generator is not None:
-                streamed = yield from self._generate(result, sentences)
-            if result.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
-                result.text, result.citations, result.support = compose(query, sentences, self.settings)
-                result.refused = not result.text
-        if result.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
-            result.text = refusal_text(query, hits)
-            result.citations, result.support, result.related = [], [], hits[:3]
-        result.timings = {
+                streamed = yield from self._generate(draft, query, sentences)
+            if draft.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
+                draft.text, draft.citations, draft.support = compose(query, sentences, self.settings)
+                draft.refused = not draft.text
+        related: list[Hit] = []
+        if draft.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
+            draft.text, draft.citations, draft.support, related = refusal_text(query, hits), [], [], hits[:3]
+        timings = {
             "retrieve_ms": round((retrieved - began) * 1000, 1),
             "rank_ms": round((ranked - retrieved) * 1000, 1),  # scoring the passages' sentences
             "answer_ms": round((time.perf_counter() - retrieved) * 1000, 1),
-            **result.timings,
+            **draft.timings,
         }
         if not streamed:
-            yield from result.text.splitlines(keepends=True)
-        yield result
+            yield from (Delta(line) for line in draft.text.splitlines(keepends=True))
+        yield Final(
+            Answer(
+                question=text,
+                text=draft.text,
+                citations=draft.citations,
+                refused=draft.refused,
+                related=related,
+                backend=draft.backend,
+                fallback_from=draft.fallback_from,
+                query=query,
+                support=draft.support,
+                notices=draft.notices,
+                timings=timings,
+                answerability=round(decision.answerability, 4),
+                retrieved=hits,
+            )
+        )
 
-    def _generate(self, result: Answer, sentences: list[ScoredSentence]) -> abc.Generator[str, None, bool]:
+    def _generate(self, draft: _Draft, query: str, sentences: list[ScoredSentence]) -> abc.Generator[Delta, None, bool]:
         """The model writes, code cites (`answering.generate`); returns whether any text was streamed.
 
         A failure before the first sentence marks the answer for the extractive composer, with a notice;
@@ -142,55 +160,72 @@ class Assistant:
         assert self.generator is not None
         name = self.generator.name
         try:
-            for event in generate(self.generator, result.query, sentences, self.settings):
+            for event in generate(self.generator, query, sentences, self.settings):
                 if isinstance(event, str):
-                    yield event
+                    yield Delta(event)
                     continue
-                result.timings = event.timings
+                draft.timings = event.timings
                 if event.ungrounded:  # nothing shown: the verified extractive answer instead of a refusal
-                    _fall_back(
-                        result, name, f"生成模型（{name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
+                    draft.fall_back(
+                        name, f"生成模型（{name}）写出的回答在资料中找不到依据，没有采用；以下是摘录式回答。"
                     )
                     return False
-                result.text, result.citations, result.support = event.text, event.citations, event.support
-                result.refused = event.refused
-                result.notices += event.notices
+                draft.text, draft.citations, draft.support = event.text, event.citations, event.support
+                draft.refused = event.refused
+                draft.notices += event.notices
                 if event.failed is not None:
                     notice = (
                         f"生成模型（{name}）中途出错（{event.failed}）：上面是出错前已核对的句子，下面是摘录式回答。"
                     )
-                    _fall_back(result, name, notice)
-                    yield from self._append_quotes(result, sentences)
+                    draft.fall_back(name, notice)
+                    yield from self._append_quotes(draft, query, sentences)
         except GenerationError as exc:
-            _fall_back(result, name, f"生成模型（{name}）没有给出回答：{exc} 以下是摘录式回答。")
+            draft.fall_back(name, f"生成模型（{name}）没有给出回答：{exc} 以下是摘录式回答。")
             return False
-        return bool(result.text) and not result.refused
+        return bool(draft.text) and not draft.refused
 
-    def _append_quotes(self, result: Answer, sentences: list[ScoredSentence]) -> Iterator[str]:
+    def _append_quotes(self, draft: _Draft, query: str, sentences: list[ScoredSentence]) -> Iterator[Delta]:
         """After the model broke off: the extractive answer follows the sentences already shown, numbered on."""
-        text, citations, support = compose(result.query, sentences, self.settings)
+        text, citations, support = compose(query, sentences, self.settings)
         if not text:
             return
-        offset = max((c.n for c in result.citations), default=0)
+        offset = max((c.n for c in draft.citations), default=0)
         text = re.sub(r"\[(\d+)\]", lambda m: f"[{int(m.group(1)) + offset}]", text)
         addition = "\n\n" + text
-        result.text += addition
-        result.citations += [replace(c, n=c.n + offset) for c in citations]
-        result.support += [replace(s, citations=tuple(n + offset for n in s.citations)) for s in support]
-        yield addition
+        draft.text += addition
+        draft.citations += [replace(c, n=c.n + offset) for c in citations]
+        draft.support += [replace(s, citations=tuple(n + offset for n in s.citations)) for s in support]
+        yield Delta(addition)
 
-    def as_runnable(self) -> Runnable[dict[str, Any], str | Answer]:
-        """LCEL: input {"question", "history": [{"role", "content"}]}; streams text, `invoke` gives the Answer."""
+    def as_runnable(self) -> Runnable[dict[str, Any], AnswerEvent]:
+        """LCEL: input {"question", "history": [{"role", "content"}]}; streams `Delta`s, then the `Final`."""
         from langchain_core.runnables import RunnableLambda
 
-        def run(inputs: dict[str, Any]) -> Iterator[str | Answer]:
+        def run(inputs: dict[str, Any]) -> Iterator[AnswerEvent]:
             history = [Turn(str(t["role"]), str(t["content"])) for t in inputs.get("history", [])]
             yield from self.stream(str(inputs["question"]), history)
 
         return RunnableLambda(run, name="coopbot")
 
 
-def _fall_back(result: Answer, backend: str, notice: str) -> None:
-    """Mark the answer as the extractive one standing in for `backend`, saying why."""
-    result.fallback_from, result.backend = backend, "extractive"
-    result.notices.append(notice)
+def build_assistant(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    retriever: Retriever | None = None,
+    generator: Generator | None = None,
+    rewriter: QueryRewriter | None = None,
+) -> Assistant:
+    """The one composition root: the assistant the CLI, the web server and the evaluations all use.
+
+    Parts not given are made from the settings: the embedding model (`embedding_model`), the retriever over
+    the index, the answer backend (`llm`) and the follow-up rewriter (`query_rewriter`). Passing a part lets a
+    caller share one (an already loaded embedder) or choose it (a test's scripted generator).
+    """
+    # Sentence vectors persist in the data dir: the composer scores the same passages' sentences
+    # question after question, and a restarted server or a second evaluation run reuses them.
+    embedder = cached_embedder(settings, embedder or load_embedder(settings))
+    retriever = retriever or Retriever(settings, embedder=embedder)
+    generator = generator if generator is not None else make_generator(settings)
+    rewriter = rewriter or make_rewriter(settings, generator)
+    return Assistant(settings, retriever=retriever, embedder=embedder, generator=generator, rewriter=rewriter)

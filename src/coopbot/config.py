@@ -1,4 +1,8 @@
-"""One settings object for every entry point: environment `COOPBOT_*`, then `coopbot.toml`, then defaults."""
+"""One settings object for every entry point: environment `COOPBOT_*`, then `coopbot.toml`, then defaults.
+
+Also `offline()`, the environment every entry point sets before a model or UI library is imported.
+The bottom layer: imports nothing from coopbot.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,25 @@ from pydantic_settings import (
 )
 
 BUNDLED_MODEL = "bundled:multilingual-e5-small"
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",  # huggingface_hub: never call the hub
+    "TRANSFORMERS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",  # chromadb
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "GRADIO_SSR_MODE": "False",  # no Node server beside the Gradio pages
+}
+
+
+def offline() -> None:
+    """Keep the libraries coopbot uses off the network: set `OFFLINE_ENV`, unless a variable is already set.
+
+    Model hubs are unreachable where coopbot runs and nothing may reach the network (no downloads, no
+    telemetry, no analytics). Call it before sentence-transformers, chromadb or gradio is imported: they
+    read these variables at import. A value the user set explicitly wins.
+    """
+    for name, value in OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _config_file() -> Path:

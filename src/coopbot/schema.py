@@ -1,7 +1,11 @@
-"""The typed objects the stages hand each other: Document -> Chunk -> (index) -> Hit."""
+"""The typed objects the stages hand each other: Document -> Chunk -> (index) -> Hit -> Answer.
+
+An answer streams as `Delta` events (text ready to show) closed by one `Final` (the complete `Answer`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -103,6 +107,15 @@ class IngestReport:
         return self.chunks_added / self.seconds if self.seconds > 0 and self.chunks_added else 0.0
 
 
+def ingest_report_to_dict(report: IngestReport) -> dict[str, Any]:
+    """The ingest summary as plain JSON-able data (the `ingest --json` format and the API's)."""
+    data = asdict(report)
+    data["seconds"] = round(report.seconds, 3)
+    data["embed_seconds"] = round(report.embed_seconds, 3)
+    data["chunks_per_second"] = round(report.chunks_per_second, 2)
+    return data
+
+
 @dataclass(frozen=True)
 class Turn:
     """One message of a conversation, as chat UIs and the OpenAI API carry it."""
@@ -140,9 +153,12 @@ class SentenceSupport:
     score: float  # 0-1: share of the sentence's character bigrams found in its best passage
 
 
-@dataclass
+@dataclass(frozen=True)
 class Answer:
-    """What every front end gets: the text with `[n]` markers, the checked citations, or a refusal."""
+    """What every front end gets: the text with `[n]` markers, the checked citations, or a refusal.
+
+    Built once, when the answer is complete (`Final`); nothing changes it afterwards.
+    """
 
     question: str
     text: str
@@ -172,6 +188,34 @@ class Answer:
     def supported_rate(self) -> float:
         """Share of answer sentences the citation checker accepts (1.0 for an empty answer)."""
         return sum(s.supported for s in self.support) / len(self.support) if self.support else 1.0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of answer text, ready to show; the pieces of one stream add up to `Answer.text`."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    """The last event of an answer stream: the complete answer with its checked citations."""
+
+    answer: Answer
+
+
+AnswerEvent = Delta | Final
+
+
+def final_answer(events: Iterable[AnswerEvent]) -> Answer:
+    """Run an answer stream to its end and return the `Answer` it closes with."""
+    final = None
+    for event in events:
+        if isinstance(event, Final):
+            final = event.answer
+    if final is None:
+        raise RuntimeError("the answer stream ended without a Final event")
+    return final
 
 
 def hit_to_dict(hit: Hit) -> dict[str, Any]:

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from coopbot.config import Settings
-from coopbot.index.bm25 import LexicalIndex, index_path
-from coopbot.index.chroma import ChunkStore, StoredChunk
-from coopbot.index.embedder import Embedder, load_embedder, model_identity
+from coopbot.index.chroma import StoredChunk
+from coopbot.index.embedder import Embedder, load_embedder
+from coopbot.index.hybrid import HybridIndex
 from coopbot.schema import Chunk, Hit, embed_text
 
 if TYPE_CHECKING:
@@ -157,39 +157,35 @@ def index_eval_set(
     settings: Settings,
     eval_set: EvalSet,
     *,
-    store: ChunkStore | None = None,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
-) -> ChunkStore:
+) -> HybridIndex:
     """Bring the set's collection and lexical index to exactly its passages; embeds only missing ones.
 
     Pass a `coopbot.embedding.CachedEmbedder` to make re-indexing in a fresh data dir cheap.
     """
-    identity = model_identity(settings)
-    store = store or ChunkStore(settings)
+    index = HybridIndex(settings)
     chunks = {p.id: passage_chunk(p, eval_set.name) for p in eval_set.passages}
-    held = store.records(identity)
-    stale = {
-        chunk_id
-        for chunk_id, record in held.items()
-        if chunk_id not in chunks or record.metadata.get("content_hash") != chunks[chunk_id].chunk.content_hash
-    }
-    if stale:
-        store.delete(identity, sorted(stale))
-    todo = [s for chunk_id, s in chunks.items() if chunk_id not in held or chunk_id in stale]
-    if todo:
-        embedder = embedder or load_embedder(settings)
-        todo.sort(key=lambda s: len(s.chunk.embed_text))  # similar lengths per batch: less padding
-        batch = settings.embed_batch_size * 8
-        for start in range(0, len(todo), batch):
-            part = todo[start : start + batch]
-            store.add(identity, part, embedder.embed_passages([s.chunk.embed_text for s in part]))
-            if progress:
-                progress(start + len(part), len(todo))
-    lexical = LexicalIndex.load(index_path(settings))
-    lexical.update({}, stale)  # changed content under a kept id: tokenise again
-    lexical.sync(store, identity, ids=set(chunks), texts={i: s.chunk.embed_text for i, s in chunks.items()})
-    return store
+    with index.writing() as writes:
+        held = writes.held
+        stale = {
+            chunk_id
+            for chunk_id, record in held.items()
+            if chunk_id not in chunks or record.metadata.get("content_hash") != chunks[chunk_id].chunk.content_hash
+        }
+        if stale:
+            writes.delete(sorted(stale))
+        todo = [s for chunk_id, s in chunks.items() if chunk_id not in held or chunk_id in stale]
+        if todo:
+            embedder = embedder or load_embedder(settings)
+            todo.sort(key=lambda s: len(s.chunk.embed_text))  # similar lengths per batch: less padding
+            batch = settings.embed_batch_size * 8
+            for start in range(0, len(todo), batch):
+                part = todo[start : start + batch]
+                writes.add(part, embedder.embed_passages([s.chunk.embed_text for s in part]))
+                if progress:
+                    progress(start + len(part), len(todo))
+    return index
 
 
 @dataclass
@@ -293,11 +289,11 @@ def evaluate_set(
     cache = passage_embedder if isinstance(passage_embedder, CachedEmbedder) else None
     hits, misses = (cache.hits, cache.misses) if cache else (0, 0)
     begin = time.perf_counter()
-    store = index_eval_set(settings, eval_set, embedder=passage_embedder, progress=progress)
+    index = index_eval_set(settings, eval_set, embedder=passage_embedder, progress=progress)
     result = SetResult(eval_set.name, len(eval_set.passages), {}, time.perf_counter() - begin)
     if cache:
         result.cache_hits, result.cache_misses = cache.hits - hits, cache.misses - misses
-    retriever = Retriever(settings, store=store, embedder=query_embedder or load_embedder(settings))
+    retriever = Retriever(settings, index=index, embedder=query_embedder or load_embedder(settings))
     if eval_set.queries:
         for mode in modes:
             retriever.search(eval_set.queries[0].question, k, mode=mode)  # warm-up, untimed

@@ -264,10 +264,10 @@ class _Bm25:
     def __init__(self, tokens: Mapping[str, list[str]], *, k1: float, b: float) -> None:
         import bm25s  # type: ignore[import-untyped]
 
-        self.ids = list(tokens)
+        self.ids = sorted(tokens)  # the file's order, whatever order updates came in: ties rank alike everywhere
         self.position = {chunk_id: i for i, chunk_id in enumerate(self.ids)}
         vocab: dict[str, int] = {"": 0}  # bm25s wants a non-empty vocabulary even if no chunk has a word
-        corpus = [[vocab.setdefault(word, len(vocab)) for word in words] for words in tokens.values()]
+        corpus = [[vocab.setdefault(word, len(vocab)) for word in tokens[chunk_id]] for chunk_id in self.ids]
         self.vocab = vocab
         self.document_frequency = Counter(word for words in tokens.values() for word in set(words))
         self.model = bm25s.BM25(k1=k1, b=b, method="lucene")

@@ -122,11 +122,11 @@ def _from_row(chunk_id: str, text: str, meta: dict[str, Any]) -> StoredChunk:
 
 
 class ChunkStore:
-    """One Chroma collection of chunks, tied to one embedding model."""
+    """One Chroma collection of chunks, tied to one embedding model (used through `hybrid.HybridIndex`)."""
 
-    def __init__(self, settings: Settings, client: ClientAPI | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = client if client is not None else make_client(settings)
+        self.client = make_client(settings)
         self._collection: Collection | None = None
 
     def open(self, identity: ModelIdentity) -> Collection:

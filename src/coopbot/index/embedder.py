@@ -217,12 +217,13 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 class CachedEmbedder(Embedder):
-    """An `Embedder` that remembers every vector it computed, on disk, across runs (opt-in).
+    """An `Embedder` that remembers every vector it computed, on disk, across runs.
 
     Vectors are keyed by the model fingerprint and the sha256 of the exact text the model sees (prefix
-    included), in one sqlite file per model under `data_dir/cache/embeddings/`. Re-indexing the same
-    passages (benchmarks, evaluations) then costs a lookup instead of a forward pass. Ingestion does not
-    use it unless handed one: the Chroma collection already is its cache.
+    included), in one sqlite file per model under `data_dir/cache/embeddings/`. `build_assistant` always
+    uses one (the answer composer embeds the same passages' sentences question after question), and so do
+    the evaluations and benchmarks that re-index the same passages. Ingestion does not use it unless handed
+    one: the Chroma collection already is its cache.
     """
 
     def __init__(self, model: SentenceTransformer, settings: Settings, path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The UI's knowledge tab, the HTTP API and the CLI all call this; it reads what is indexed from the
 Chroma metadata (the collection is the source of truth) and changes the index only through
-`coopbot.ingest.pipeline`, so uploads and deletions go through the same incremental pipeline as `coopbot ingest`.
+`coopbot.ingest.pipeline` (uploads go through the same incremental pipeline as `coopbot ingest`) and
+`HybridIndex.writing` (deletions), so BM25 always follows.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coopbot.config import Settings
-from coopbot.index import bm25
-from coopbot.index.chroma import ChunkStore
-from coopbot.index.embedder import Embedder, model_identity
+from coopbot.index.embedder import Embedder
+from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest import loaders, pipeline
 from coopbot.schema import IngestReport
 
-# The upload formats the issue promises; .htm/.markdown are accepted as their twins.
-UPLOAD_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 _UNSAFE = re.compile(r"[^\w\-. ()（）]+", re.UNICODE)
 _MAX_NAME = 120
 _STAMPS = "documents.json"
@@ -63,8 +61,10 @@ def safe_filename(name: str) -> str:
     base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
     stem, dot, suffix = base.rpartition(".")
     suffix = f".{suffix.lower()}" if dot else ""
-    if suffix not in UPLOAD_SUFFIXES:
-        raise DocumentError(f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 {' '.join(UPLOAD_SUFFIXES)} 文件。", 415)
+    if suffix not in loaders.SUPPORTED_SUFFIXES:
+        raise DocumentError(
+            f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 {' '.join(loaders.SUPPORTED_SUFFIXES)} 文件。", 415
+        )
     stem = _UNSAFE.sub("_", stem).strip(" ._")
     stem = re.sub(r"\.{2,}", ".", stem)[: _MAX_NAME - len(suffix)] or "document"
     return stem + suffix
@@ -128,18 +128,18 @@ def every_core() -> Iterator[None]:
 
 
 class KnowledgeBase:
-    """Admin operations on the index of `settings.knowledge_dir`, sharing the server's store and model."""
+    """Admin operations on the index of `settings.knowledge_dir`, sharing the server's index and model."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        store: ChunkStore | None = None,
+        index: HybridIndex | None = None,
         embedder: Embedder | None = None,
         lock: RWLock | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store if store is not None else ChunkStore(settings)
+        self.index = index if index is not None else HybridIndex(settings)
         self.embedder = embedder
         self.lock = lock or RWLock()
         self._stamps_lock = threading.Lock()
@@ -149,7 +149,7 @@ class KnowledgeBase:
     def list(self) -> list[DocumentInfo]:
         """Every indexed document, by file name (metadata only: cheap even for a large collection)."""
         by_doc: dict[str, list[dict[str, str | int]]] = defaultdict(list)
-        for record in self.store.records(model_identity(self.settings)).values():
+        for record in self.index.records().values():
             by_doc[record.doc_id].append(record.metadata)
         stamps = self._read_stamps()
         home = self.settings.knowledge_dir.resolve()
@@ -176,8 +176,8 @@ class KnowledgeBase:
         try:
             with every_core():
                 if force:
-                    self.store.drop()  # the shared store forgets its collection handle: readers reopen it
-                report = pipeline.ingest(self.settings, store=self.store, embedder=self.embedder, progress=progress)
+                    self.index.drop()  # collection and BM25 emptied; the shared index reopens the collection
+                report = pipeline.ingest(self.settings, index=self.index, embedder=self.embedder, progress=progress)
         finally:
             self.lock.release_write()
         self._stamp()
@@ -221,19 +221,17 @@ class KnowledgeBase:
 
         Returns the number of chunks removed; DocumentError(404) for an unknown document.
         """
-        identity = model_identity(self.settings)
         self.lock.acquire_write()
         try:
-            ids = [r.chunk_id for r in self.store.records(identity).values() if r.doc_id == doc_id]
-            if not ids:
-                raise DocumentError(f"没有这个文档：{doc_id}", 404)
-            folder = self.settings.knowledge_dir.resolve()
-            path = (folder / doc_id).resolve()
-            if path.is_relative_to(folder) and path.is_file():
-                path.unlink()
-            self.store.delete(identity, ids)
-            index = bm25.LexicalIndex.load(bm25.index_path(self.settings))
-            index.sync(self.store, identity)
+            with self.index.writing() as writes:
+                ids = [r.chunk_id for r in writes.held.values() if r.doc_id == doc_id]
+                if not ids:
+                    raise DocumentError(f"没有这个文档：{doc_id}", 404)
+                folder = self.settings.knowledge_dir.resolve()
+                path = (folder / doc_id).resolve()
+                if path.is_relative_to(folder) and path.is_file():
+                    path.unlink()
+                writes.delete(ids)
         finally:
             self.lock.release_write()
         self._stamp()
@@ -255,7 +253,7 @@ class KnowledgeBase:
             stamps = self._read_stamps()
             now = time.strftime("%Y-%m-%d %H:%M:%S")
             current: dict[str, dict[str, str]] = {}
-            for record in self.store.records(model_identity(self.settings)).values():
+            for record in self.index.records().values():
                 if record.doc_id in current:
                     continue
                 source_hash = str(record.metadata.get("source_hash", ""))

@@ -1,4 +1,4 @@
-"""Files -> Documents -> Chunks -> Chroma, incrementally: only what changed is embedded or removed.
+"""Files -> Documents -> Chunks -> the index, incrementally: only what changed is embedded or removed.
 
 Chunk ids derive from document id + content hash, so the diff between the chunks a file yields now
 and the chunks the collection holds for it says exactly what to add, rewrite or delete. Each file is
@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.index import bm25
-from coopbot.index.chroma import ChunkRecord, ChunkStore, StoredChunk
-from coopbot.index.embedder import Embedder, ModelIdentity, load_embedder, model_identity
+from coopbot.index.chroma import ChunkRecord, StoredChunk
+from coopbot.index.embedder import Embedder, load_embedder
+from coopbot.index.hybrid import HybridIndex, Writes
 from coopbot.ingest import chunking, loaders
 from coopbot.schema import Chunk, IngestReport, SkippedFile
 
@@ -124,7 +124,7 @@ def ingest(
     paths: Sequence[Path] | None = None,
     *,
     prune: bool | None = None,
-    store: ChunkStore | None = None,
+    index: HybridIndex | None = None,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
@@ -139,52 +139,32 @@ def ingest(
     if paths is None:
         paths = [settings.knowledge_dir]
         prune = True if prune is None else prune
-    identity = model_identity(settings)
-    store = store if store is not None else ChunkStore(settings)
+    index = index if index is not None else HybridIndex(settings)
     pipeline = pipeline_fingerprint(settings)
     sources, report.skipped = discover(paths, settings)
     report.files_seen = len(sources)
 
-    by_doc: dict[str, list[ChunkRecord]] = defaultdict(list)
-    for record in store.records(identity).values():
-        by_doc[record.doc_id].append(record)
+    with index.writing() as writes:
+        by_doc: dict[str, list[ChunkRecord]] = defaultdict(list)
+        for record in writes.held.values():
+            by_doc[record.doc_id].append(record)
 
-    plans = list(_plan_changes(settings, sources, by_doc, pipeline, report, progress))
-    _apply(store, identity, plans, embedder, settings, report, progress)
+        plans = list(_plan_changes(settings, sources, by_doc, pipeline, report, progress))
+        _apply(writes, plans, embedder, settings, report, progress)
 
-    removed = {chunk_id for plan in plans for chunk_id in plan.to_delete}
-    if prune:
-        roots = {str(p.resolve()) for p in paths if p.is_dir()}
-        present = {s.doc_id for s in sources}
-        for doc_id, stored in by_doc.items():
-            if doc_id not in present and stored[0].root in roots:
-                store.delete(identity, [r.chunk_id for r in stored])
-                removed.update(r.chunk_id for r in stored)
-                report.files_removed += 1
-                report.chunks_removed += len(stored)
-    _sync_lexical(settings, store, identity, by_doc, plans, removed)
+        if prune:
+            roots = {str(p.resolve()) for p in paths if p.is_dir()}
+            present = {s.doc_id for s in sources}
+            for doc_id, stored in by_doc.items():
+                if doc_id not in present and stored[0].root in roots:
+                    writes.delete(r.chunk_id for r in stored)
+                    report.files_removed += 1
+                    report.chunks_removed += len(stored)
 
     report.seconds = time.perf_counter() - started
     if report.files_indexed + report.files_unchanged + report.files_removed == 0:
         raise NothingIndexedError(report)
     return report
-
-
-def _sync_lexical(
-    settings: Settings,
-    store: ChunkStore,
-    identity: ModelIdentity,
-    by_doc: dict[str, list[ChunkRecord]],
-    plans: list[_Plan],
-    removed: set[str],
-) -> None:
-    """Bring the BM25 index in step with the collection as this run left it: new chunks are tokenised
-    from the texts at hand; chunks it missed before (an interrupted run, a deleted file) are read back."""
-    texts = {s.chunk.chunk_id: s.chunk.embed_text for plan in plans for s in plan.to_embed}
-    held = {r.chunk_id for records in by_doc.values() for r in records}
-    bm25.LexicalIndex.load(bm25.index_path(settings)).sync(
-        store, identity, ids=(held - removed) | texts.keys(), texts=texts
-    )
 
 
 def _plan_changes(
@@ -229,8 +209,7 @@ def _plan_changes(
 
 
 def _apply(
-    store: ChunkStore,
-    identity: ModelIdentity,
+    writes: Writes,
     plans: list[_Plan],
     embedder: Embedder | None,
     settings: Settings,
@@ -248,9 +227,9 @@ def _apply(
     for plan in plans:
         group.append(plan)
         if sum(len(p.to_embed) for p in group) >= settings.embed_batch_size * _GROUP_BATCHES:
-            embedder = _commit(store, identity, group, embedder, settings, report, counter)
+            embedder = _commit(writes, group, embedder, settings, report, counter)
             group = []
-    _commit(store, identity, group, embedder, settings, report, counter)
+    _commit(writes, group, embedder, settings, report, counter)
 
 
 _GROUP_BATCHES = 16  # batches of embed_batch_size per group: ~1 minute of encoding on two cores
@@ -286,8 +265,7 @@ def _embed_sorted(embedder: Embedder, texts: list[str], batch: int, counter: _Co
 
 
 def _commit(
-    store: ChunkStore,
-    identity: ModelIdentity,
+    writes: Writes,
     group: list[_Plan],
     embedder: Embedder | None,
     settings: Settings,
@@ -305,12 +283,12 @@ def _commit(
     offset = 0
     for plan in group:
         if plan.to_embed:
-            store.add(identity, plan.to_embed, vectors[offset : offset + len(plan.to_embed)])
+            writes.add(plan.to_embed, vectors[offset : offset + len(plan.to_embed)])
             offset += len(plan.to_embed)
         if plan.to_rewrite:
-            store.update_metadata(identity, plan.to_rewrite)
+            writes.update_metadata(plan.to_rewrite)
         if plan.to_delete:
-            store.delete(identity, plan.to_delete)
+            writes.delete(plan.to_delete)
         report.files_indexed += 1
         report.chunks_added += len(plan.to_embed)
         report.chunks_updated += len(plan.to_rewrite)
@@ -320,6 +298,6 @@ def _commit(
 
 def reindex(settings: Settings, *, progress: Progress | None = None) -> IngestReport:
     """Drop the collection and index the knowledge dir from scratch (e.g. after changing the model)."""
-    store = ChunkStore(settings)
-    store.drop()
-    return ingest(settings, store=store, progress=progress)
+    index = HybridIndex(settings)
+    index.drop()
+    return ingest(settings, index=index, progress=progress)

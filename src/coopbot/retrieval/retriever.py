@@ -9,8 +9,6 @@ repeated paragraphs) while filling the top k. Every hit keeps where each retriev
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
-from coopbot.index.bm25 import LexicalIndex, SyncReport, index_path
-from coopbot.index.chroma import ChunkStore
-from coopbot.index.embedder import Embedder, load_embedder, model_identity
+from coopbot.index.bm25 import LexicalIndex
+from coopbot.index.embedder import Embedder, load_embedder
+from coopbot.index.hybrid import HybridIndex
 from coopbot.schema import Chunk, Hit, hit_to_dict
 from coopbot.text.normalise import char_bigrams, jaccard
 from coopbot.text.words import tokenize
@@ -33,7 +31,6 @@ RetrieverMode = Literal["bm25", "dense", "hybrid"]
 MODES: tuple[RetrieverMode, ...] = ("bm25", "dense", "hybrid")
 
 EMPTY_QUESTION = "the question is empty: type a question, e.g. 长三角一体化的战略定位是什么？"
-_CHECK_SECONDS = 30.0  # how often a long-lived retriever checks that the lexical index matches the collection
 
 
 def _check_query(query: str, k: int) -> str:
@@ -113,44 +110,23 @@ class Retriever:
     """BM25, dense and hybrid search over one collection; the lexical index is synced on start."""
 
     def __init__(
-        self, settings: Settings, *, store: ChunkStore | None = None, embedder: Embedder | None = None
+        self, settings: Settings, *, index: HybridIndex | None = None, embedder: Embedder | None = None
     ) -> None:
         self.settings = settings
-        self.store = store if store is not None else ChunkStore(settings)
-        self.identity = model_identity(settings)
+        self.index = index if index is not None else HybridIndex(settings)
         self._embedder = embedder
-        self._lock = threading.Lock()
-        self.lexical = self._load_lexical()
-        self._checked = 0.0
-        self.last_sync = self.refresh()
+        self.last_sync = self.index.refresh()  # what the start-up sync changed
 
-    def _load_lexical(self) -> LexicalIndex:
-        return LexicalIndex.load(index_path(self.settings), k1=self.settings.bm25_k1, b=self.settings.bm25_b)
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index searched (its `idf` weighs question words in the answer layer)."""
+        return self.index.lexical
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = load_embedder(self.settings)
         return self._embedder
-
-    def refresh(self) -> SyncReport:
-        """Bring the lexical index in step with the collection (ids from metadata; only new texts read)."""
-        with self._lock:
-            if self.lexical.file_changed():
-                self.lexical = self._load_lexical()
-            report = self.lexical.sync(self.store, self.identity)
-            self.lexical.prepare()
-            self._checked = time.monotonic()
-            return report
-
-    def _keep_in_step(self) -> None:
-        """Cheap checks before a search: the file was rewritten (ingest), or the collection's size moved."""
-        if self.lexical.file_changed():
-            self.refresh()
-        elif time.monotonic() - self._checked > _CHECK_SECONDS:
-            self._checked = time.monotonic()
-            if self.store.count(self.identity) != len(self.lexical):
-                self.refresh()
 
     def search(
         self, query: str, k: int = 5, *, mode: RetrieverMode | None = None, exclude: Collection[str] = ()
@@ -165,14 +141,14 @@ class Retriever:
         mode = mode or self.settings.retriever
         if mode not in MODES:
             raise ValueError(f"unknown retriever mode {mode!r}: use one of {', '.join(MODES)}")
-        self._keep_in_step()
+        self.index.keep_in_step()
         n = max(self.settings.retrieval_candidates, k)
         excluded = frozenset(exclude)
         candidates: dict[str, Candidate] = {}
         dense_top: list[float] = []
         vector = self.embedder.embed_query(query) if mode in ("dense", "hybrid") else None
         if vector is not None:
-            kept = [h for h in self._dense(vector, n + len(excluded)) if h.chunk.chunk_id not in excluded][:n]
+            kept = [h for h in self.index.dense(vector, n + len(excluded)) if h.chunk.chunk_id not in excluded][:n]
             for rank, hit in enumerate(kept, start=1):
                 candidates[hit.chunk.chunk_id] = Candidate(
                     hit.chunk.chunk_id, hit.chunk, dense_rank=rank, dense_score=hit.score
@@ -200,15 +176,6 @@ class Retriever:
             for c in ordered:
                 c.score = (c.dense_score if mode == "dense" else c.lexical_score) or 0.0
         return self._select(ordered, k, vector)
-
-    def _dense(self, vector: npt.NDArray[np.float32], n: int) -> list[Hit]:
-        hits = self.store.query(self.identity, vector, n)  # Chroma returns fewer when it holds fewer
-        unknown = {h.chunk.chunk_id: h.chunk.embed_text for h in hits if h.chunk.chunk_id not in self.lexical}
-        if unknown:  # the collection grew under us (another process ingested): add what we already hold
-            with self._lock:
-                self.lexical.update(unknown)
-                self.lexical.save()
-        return hits
 
     def _select(self, ordered: list[Candidate], k: int, vector: npt.NDArray[np.float32] | None) -> list[Hit]:
         """Fill the top k in order, skipping near-duplicates of chosen hits; fetch lexical-only chunks."""
@@ -244,19 +211,14 @@ class Retriever:
 
     def _fetch(self, candidates: Sequence[Candidate], vector: npt.NDArray[np.float32] | None) -> None:
         """Read lexical-only candidates from Chroma (with their cosine to the query when there is a query
-        vector, so every hybrid hit reports a dense score); forget ids the collection no longer has."""
+        vector, so every hybrid hit reports a dense score); ids the collection no longer has stay empty."""
         if not candidates:
             return
-        found, cosines = self.store.get(self.identity, [c.chunk_id for c in candidates], query=vector)
+        found, cosines = self.index.get([c.chunk_id for c in candidates], query=vector)
         for c in candidates:
             c.chunk = found.get(c.chunk_id)
             if c.chunk_id in cosines:
                 c.dense_score = cosines[c.chunk_id]  # vectors are unit length: the dot product is the cosine
-        gone = [c.chunk_id for c in candidates if c.chunk is None]
-        if gone:  # deleted by another process since the last sync
-            with self._lock:
-                self.lexical.update({}, gone)
-                self.lexical.save()
 
     def as_langchain(self, k: int = 5) -> BaseRetriever:
         """This retriever as a LangChain `BaseRetriever`: Documents with the chunk's text and metadata."""

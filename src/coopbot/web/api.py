@@ -23,12 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coopbot.assistant import QuestionError
 from coopbot.ingest.documents import DocumentError
+from coopbot.ingest.loaders import SUPPORTED_SUFFIXES
 from coopbot.ingest.pipeline import NothingIndexedError
-from coopbot.schema import Answer, Turn, hit_to_dict
+from coopbot.schema import Answer, AnswerEvent, Delta, Final, Turn, final_answer, hit_to_dict, ingest_report_to_dict
 from coopbot.web.auth import AuthError, bearer
 from coopbot.web.service import Busy, Service
 
 MODEL_NAME = "coopbot"
+_UPLOAD_FILE_HELP = f"One file of type {', '.join(SUPPORTED_SUFFIXES)}."
 
 
 class ApiError(Exception):
@@ -188,11 +190,11 @@ def create_app(service: Service) -> FastAPI:
         return {"documents": [asdict(d) for d in service.knowledge.list()]}
 
     @app.post("/api/documents", tags=["documents"], dependencies=[Depends(admin)])
-    def upload(file: Annotated[UploadFile, File(description="A .txt .md .html .pdf or .docx file.")]) -> dict[str, Any]:
+    def upload(file: Annotated[UploadFile, File(description=_UPLOAD_FILE_HELP)]) -> dict[str, Any]:
         """Add or replace a document in the knowledge dir and index it (admin token)."""
         data = file.file.read(int(settings.max_upload_mb * 1024 * 1024) + 1)
         name, report = service.knowledge.add(file.filename or "", data)
-        return {"doc_id": name, "report": _report(report)}
+        return {"doc_id": name, "report": ingest_report_to_dict(report)}
 
     @app.delete("/api/documents/{doc_id:path}", tags=["documents"], dependencies=[Depends(admin)])
     def delete(doc_id: str) -> dict[str, Any]:
@@ -202,7 +204,7 @@ def create_app(service: Service) -> FastAPI:
     @app.post("/api/reindex", tags=["documents"], dependencies=[Depends(admin)])
     def reindex(force: bool = False) -> dict[str, Any]:
         """Bring the index in step with the knowledge dir; `force` rebuilds it from scratch (admin token)."""
-        return {"report": _report(service.knowledge.update(force=force))}
+        return {"report": ingest_report_to_dict(service.knowledge.update(force=force))}
 
     @app.post("/api/embed-token", tags=["embedding"])
     def embed_token(
@@ -232,7 +234,7 @@ def create_app(service: Service) -> FastAPI:
         created = int(time.time())
         if body.stream:
             return _sse(_completion_chunks(completion_id, created, first, events), done=True)
-        final = first if isinstance(first, Answer) else _last(events)
+        final = final_answer(_chain(first, events))
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -269,16 +271,6 @@ def _openai_turns(messages: list[OpenAIMessage]) -> tuple[str, list[Turn]]:
     return turns[-1].content, turns[:-1]
 
 
-def _last(events: Iterator[str | Answer]) -> Answer:
-    final = None
-    for event in events:
-        if isinstance(event, Answer):
-            final = event
-    if final is None:  # pragma: no cover - the contract guarantees a final Answer
-        raise ApiError(500, "no_answer", "回答没有完成。")
-    return final
-
-
 def _citation_fields(answer: Answer) -> dict[str, Any]:
     """What /v1/chat/completions adds to the OpenAI format: `citations`, and `coopbot` (refusal, related...)."""
     data = answer.to_dict()
@@ -286,12 +278,6 @@ def _citation_fields(answer: Answer) -> dict[str, Any]:
         "citations": data["citations"],
         "coopbot": {key: data[key] for key in ("refused", "related", "backend", "query", "notices", "support")},
     }
-
-
-def _report(report: Any) -> dict[str, Any]:
-    from coopbot.cli.main import report_dict
-
-    return report_dict(report)
 
 
 def _sse(events: Iterator[tuple[str, Any]], done: bool = False) -> StreamingResponse:
@@ -310,16 +296,17 @@ def _sse(events: Iterator[tuple[str, Any]], done: bool = False) -> StreamingResp
     )
 
 
-def _ask_events(first: str | Answer, events: Iterator[str | Answer]) -> Iterator[tuple[str, Any]]:
+def _ask_events(first: AnswerEvent, events: Iterator[AnswerEvent]) -> Iterator[tuple[str, Any]]:
     for event in _chain(first, events):
-        if isinstance(event, Answer):
-            yield "answer", event.to_dict()
-        elif event:
-            yield "delta", {"text": event}
+        match event:
+            case Final(answer):
+                yield "answer", answer.to_dict()
+            case Delta(text) if text:
+                yield "delta", {"text": text}
 
 
 def _completion_chunks(
-    completion_id: str, created: int, first: str | Answer, events: Iterator[str | Answer]
+    completion_id: str, created: int, first: AnswerEvent, events: Iterator[AnswerEvent]
 ) -> Iterator[tuple[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
         return {
@@ -333,13 +320,14 @@ def _completion_chunks(
 
     yield "", chunk({"role": "assistant", "content": ""})
     for event in _chain(first, events):
-        if isinstance(event, Answer):
-            yield "", chunk({}, "stop", **_citation_fields(event))
-        elif event:
-            yield "", chunk({"content": event})
+        match event:
+            case Final(answer):
+                yield "", chunk({}, "stop", **_citation_fields(answer))
+            case Delta(text) if text:
+                yield "", chunk({"content": text})
 
 
-def _chain(first: str | Answer, events: Iterator[str | Answer]) -> Iterator[str | Answer]:
+def _chain(first: AnswerEvent, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
     yield first
     yield from events
 

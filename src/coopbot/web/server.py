@@ -1,7 +1,7 @@
 """One server: FastAPI (the HTTP API) with the Gradio pages mounted at `/` and `/embed`.
 
-`serve()` is what `coopbot serve` and `python app.py` run: bring the index up to date with the
-knowledge dir (incremental, progress logged), build the shared `Service`, then run uvicorn on
+`main()` is what `python -m coopbot.web`, `coopbot serve` and `python app.py` run; its `serve()` brings the
+index up to date with the knowledge dir (incremental, progress logged), build the shared `Service`, then run uvicorn on
 settings.host:settings.port. Nothing reaches the network: analytics are off and there is no share link.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 import html
 import logging
 import os
+import sys
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from coopbot.config import Settings
+from coopbot.config import Settings, offline
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -23,18 +24,6 @@ if TYPE_CHECKING:
     from coopbot.web.service import Service
 
 log = logging.getLogger("coopbot.web.server")
-
-
-def offline_environment() -> None:
-    """No analytics, no hub, no telemetry: set before gradio, transformers or chromadb are imported."""
-    for name, value in (
-        ("GRADIO_ANALYTICS_ENABLED", "False"),
-        ("HF_HUB_OFFLINE", "1"),
-        ("TRANSFORMERS_OFFLINE", "1"),
-        ("ANONYMIZED_TELEMETRY", "False"),
-        ("GRADIO_SSR_MODE", "False"),
-    ):
-        os.environ.setdefault(name, value)
 
 
 class ProgressLog:
@@ -237,7 +226,7 @@ async def _denied(send: Send, reason: str) -> None:
 
 def serve(settings: Settings | None = None) -> None:
     """Update the index, build everything, and serve until interrupted."""
-    offline_environment()
+    offline()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
@@ -260,3 +249,23 @@ def serve(settings: Settings | None = None) -> None:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=3)
     finally:
         service.close()
+
+
+def main() -> None:
+    """Serve with the settings of the environment and coopbot.toml, or exit 1 saying what is wrong."""
+    offline()  # before the index modules below are imported
+    from pydantic import ValidationError
+
+    from coopbot.index.chroma import StoreError
+    from coopbot.index.embedder import EmbeddingError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.exit(f"error: invalid settings: {exc}")
+    try:
+        serve(settings)
+    except (StoreError, EmbeddingError) as exc:
+        sys.exit(f"error: {exc}")
+    except ImportError as exc:
+        sys.exit(f"error: the web UI needs its extra ({exc}): pip install 'coopbot[ui]'")

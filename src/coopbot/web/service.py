@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from coopbot.assistant import Assistant, final_answer
+from coopbot.assistant import Assistant, build_assistant
 from coopbot.config import Settings
 from coopbot.ingest.documents import KnowledgeBase
-from coopbot.schema import Answer, Hit, Turn
+from coopbot.schema import Answer, AnswerEvent, Hit, Turn, final_answer
 from coopbot.web.auth import Guard
 from coopbot.web.feedback import Feedback, FeedbackStore, Vote
 
@@ -36,10 +36,10 @@ class Service:
 
     def __init__(self, settings: Settings, assistant: Assistant | None = None) -> None:
         self.settings = settings
-        self.assistant = assistant or Assistant(settings)
+        self.assistant = assistant or build_assistant(settings)
         self.guard = Guard(settings)
         self.feedback = FeedbackStore(settings.data_dir / "feedback.jsonl")
-        self.knowledge = KnowledgeBase(settings, store=self.assistant.retriever.store, embedder=self.assistant.embedder)
+        self.knowledge = KnowledgeBase(settings, index=self.assistant.retriever.index, embedder=self.assistant.embedder)
         self._slots = threading.BoundedSemaphore(settings.answer_workers)
         self.started = time.time()
         self.warmed = False
@@ -59,8 +59,8 @@ class Service:
         self.knowledge.lock.release_read()
         self._slots.release()
 
-    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
-        """`Assistant.stream` within a slot: text deltas, then the final Answer. Raises QuestionError, Busy."""
+    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
+        """`Assistant.stream` within a slot: `Delta`s, then the `Final` answer. Raises QuestionError, Busy."""
         self._enter()
         try:
             yield from self.assistant.stream(question, history)
@@ -92,7 +92,6 @@ class Service:
         return thread
 
     def _warm(self) -> None:
-        from coopbot.index.embedder import model_identity
         from coopbot.text.sentences import split_sentences
 
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own priority
@@ -100,7 +99,7 @@ class Service:
         began = time.perf_counter()
         minimum = self.settings.answer_min_sentence_chars
         sentences: list[str] = []
-        for stored in self.knowledge.store.chunks(model_identity(self.settings)):
+        for stored in self.knowledge.index.chunks():
             text = stored.chunk.text
             sentences += [text[s:e] for s, e in split_sentences(text) if e - s >= minimum]
         sentences = list(dict.fromkeys(sentences))
