@@ -66,7 +66,7 @@ class CaseResult:
 
     @property
     def passed(self) -> bool:
-        """The case's bar in tests/test_chain.py: refused if unanswerable, else a verified citation on gold."""
+        """The case's bar (as in test_chain.py): refused if unanswerable, else a verified citation on gold."""
         if not self.case.answerable:
             return self.refused and not self.answer.citations
         verified = self.sentences_supported == self.sentences_total

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from coopbot.cli.main import app
 from coopbot.config import Settings
 
-from .conftest import KNOWLEDGE
+from ..conftest import KNOWLEDGE
 
 runner = CliRunner()
 

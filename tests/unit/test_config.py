@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from coopbot.config import BUNDLED_MODEL, OFFLINE_ENV, Settings, offline, settings_table
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 
 def test_defaults() -> None:

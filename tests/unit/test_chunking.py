@@ -13,7 +13,7 @@ import pytest
 from coopbot.ingest.chunking import Section, chunk_document, split_sections
 from coopbot.schema import Chunk, Document, embed_text
 
-KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge"
+KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 FILES = sorted(p.name for p in KNOWLEDGE.iterdir() if p.name != "SOURCES.md")
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 SEED_TITLE = "跨区域创新合作助力经济高质量发展新模式"

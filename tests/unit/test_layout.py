@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "coopbot"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "coopbot"
 BOTTOM = {"config", "schema"}
 CORE = {"text", "index", "ingest", "llm", "retrieval", "answering", "assistant"}
 # What each room may import besides itself: the arrows of the README's "How the code is laid out".

@@ -17,8 +17,8 @@ from coopbot.config import Settings
 from coopbot.evals import QACase, covers, load_qa_cases
 from coopbot.schema import Answer, Delta, Final, final_answer
 
-from .conftest import KNOWLEDGE, ROOT
-from .scripted import Scripted
+from ..conftest import KNOWLEDGE, ROOT
+from ..fakes.scripted import Scripted
 
 CASES = load_qa_cases(ROOT / "evals" / "qa" / "knowledge.jsonl")
 

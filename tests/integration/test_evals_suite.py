@@ -14,7 +14,7 @@ import pytest
 from coopbot.config import Settings
 from coopbot.evals.retrieval import RetrievalScores
 
-from .conftest import ROOT, coopbot
+from ..conftest import ROOT, coopbot
 
 THRESHOLDS = ROOT / "evals" / "thresholds.toml"
 DATASETS = ROOT / "evals" / "datasets"  # CMRC and DRCD, copied in with their licenses: the gate runs everywhere

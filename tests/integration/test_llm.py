@@ -27,8 +27,8 @@ from coopbot.llm.factory import make_generator
 from coopbot.llm.local import LocalModelGenerator
 from coopbot.schema import Answer, Delta, Final
 
-from .conftest import KNOWLEDGE, ROOT, coopbot, local_model_env
-from .httpfake import Behaviour, fake_openai, free_port
+from ..conftest import KNOWLEDGE, ROOT, coopbot, local_model_env
+from ..fakes.httpfake import Behaviour, fake_openai, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +120,7 @@ def test_question_outside_the_documents_is_refused_before_the_model(assistant: A
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap since issue 12 (as kb-049 in tests/test_chain.py): the fitted gate lets this near miss "
+    reason="known gap since issue 12 (as kb-049 in test_chain.py): the fitted gate lets this near miss "
     "through and the model quotes the committee's duties, which the passages support; no director is named",
 )
 def test_unanswerable_on_topic_question_is_refused(assistant: Assistant) -> None:
@@ -133,7 +133,7 @@ def test_unanswerable_on_topic_question_is_refused(assistant: Assistant) -> None
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap, as for extractive answers (tests/test_chain.py): asked for 雄安新区's area, the model gives "
+    reason="known gap, as for extractive answers (test_chain.py): asked for 雄安新区's area, the model gives "
     "the demo zone's 2300平方公里, which the passage does say; a lexical check cannot tell whose area it is",
 )
 def test_on_topic_question_about_an_absent_fact_is_refused(assistant: Assistant) -> None:

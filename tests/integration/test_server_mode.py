@@ -17,8 +17,8 @@ from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Retriever
 
-from .conftest import KNOWLEDGE
-from .processes import stop, wait_ready
+from ..conftest import KNOWLEDGE
+from ..processes import stop, wait_ready
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 

@@ -2,7 +2,7 @@
 
 The citation and refusal logic is fed scripted model output (the model is not what these tests are
 about); the OpenAI backend's fault handling runs against a real HTTP server on loopback. The real
-model is exercised in tests/test_llm.py.
+model is exercised in tests/integration/test_llm.py.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from coopbot.retrieval.rewrite import LLMRewriter, heuristic_rewrite, make_rewri
 from coopbot.schema import Chunk, Hit, Turn
 from coopbot.text.sentences import split_sentences
 
-from .httpfake import Behaviour, fake_openai, free_port
-from .scripted import Scripted
+from ..fakes.httpfake import Behaviour, fake_openai, free_port
+from ..fakes.scripted import Scripted
 
 RULE = CitationRule(min_support=0.6, min_word_support=0.75)
 

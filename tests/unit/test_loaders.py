@@ -23,7 +23,7 @@ from coopbot.ingest.loaders import (
 from coopbot.ingest.loaders.registry import reader, supported_suffixes
 from coopbot.ingest.loaders.text import read_text
 
-KNOWLEDGE = Path(__file__).parents[1] / "knowledge"
+KNOWLEDGE = Path(__file__).parents[2] / "knowledge"
 SEED = KNOWLEDGE / "seed-cross-regional-innovation-cooperation.txt"
 SEED_TITLE = "跨区域创新合作助力经济高质量发展新模式"
 SEED_FURNITURE = (
@@ -347,7 +347,7 @@ def test_docx_title_style_counts_as_the_title(tmp_path: Path) -> None:
 
 # --- the registry --------------------------------------------------------------------------------
 
-SRC = Path(__file__).parents[1] / "src" / "coopbot"
+SRC = Path(__file__).parents[2] / "src" / "coopbot"
 
 
 def test_registry_lists_every_format_in_the_order_users_see() -> None:
@@ -373,7 +373,7 @@ def test_uploads_ui_and_api_take_their_suffixes_from_the_registry(module: str) -
 
 # --- CSV ---------------------------------------------------------------------------------------
 
-PROJECTS = Path(__file__).parent / "data" / "regional-cooperation-projects.csv"  # Excel-style: BOM, CRLF
+PROJECTS = Path(__file__).parents[1] / "data" / "regional-cooperation-projects.csv"  # Excel-style: BOM, CRLF
 PROJECTS_TEXT = (
     "项目名称：蓝鲸湾跨江通道，牵头城市：南通，合作城市：苏州,上海，总投资（亿元）：168.5，开工年份：2024，"
     "备注：双向六车道\n"

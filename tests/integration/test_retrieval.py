@@ -281,7 +281,7 @@ def test_server_mode_retrievers_with_their_own_data_dirs(
     chroma_server: int,  # noqa: F811 - the imported fixture
     tmp_path: Path,
 ) -> None:
-    from .conftest import KNOWLEDGE
+    from ..conftest import KNOWLEDGE
 
     writer = settings.model_copy(update={"chroma_mode": "server", "chroma_port": chroma_server})
     reader = writer.model_copy(update={"data_dir": tmp_path / "other-process"})

@@ -1,4 +1,7 @@
-"""HybridIndex: the Chroma collection and BM25 hold the same chunks after every write; real model and Chroma."""
+"""HybridIndex: the Chroma collection and BM25 hold the same chunks after every write.
+
+Real Chroma (what the invariant is about) and the fake embedder (vectors only need to be stable here).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from coopbot.config import Settings
 from coopbot.evals.retrieval import Passage, passage_chunk
 from coopbot.index.bm25 import LexicalIndex, index_path
 from coopbot.index.chroma import StoredChunk
-from coopbot.index.embedder import Embedder, load_embedder
+from coopbot.index.embedder import Embedder
 from coopbot.index.hybrid import HybridIndex, Writes
+
+from ..fakes.embedder import fake_embedder, fake_settings
 
 PASSAGES = {
     "yrd": ("长三角", "长江三角洲区域一体化发展规划纲要提出建设具有全球影响力的科技创新共同体。"),
@@ -22,9 +27,14 @@ PASSAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def embedder(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return load_embedder(Settings(data_dir=tmp_path_factory.mktemp("embedder"), embedding_model=str(model_dir)))
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fake_settings(tmp_path)
+
+
+@pytest.fixture
+def embedder(settings: Settings) -> Embedder:
+    return fake_embedder(settings)
 
 
 def _chunks(*ids: str, replace: dict[str, str] | None = None) -> list[StoredChunk]:

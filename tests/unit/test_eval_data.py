@@ -16,7 +16,7 @@ import pytest
 from coopbot.ingest.loaders import load_document
 from coopbot.text.normalise import for_matching
 
-from .conftest import KNOWLEDGE, ROOT
+from ..conftest import KNOWLEDGE, ROOT
 
 EVAL_FILE = ROOT / "evals" / "qa" / "knowledge.jsonl"
 KINDS = frozenset({"fact", "list", "cross", "followup", "unanswerable", "traditional", "noisy"})

@@ -19,7 +19,7 @@ from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Retriever
 from coopbot.text.words import tokenize
 
-from .conftest import KNOWLEDGE
+from ..conftest import KNOWLEDGE
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 

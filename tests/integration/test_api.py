@@ -12,7 +12,7 @@ import pytest
 
 from coopbot.web.auth import mint_embed_token
 
-from .web_fixtures import API_KEY, EMBED_SECRET, XSS_FILE, WebServer
+from ..web_fixtures import API_KEY, EMBED_SECRET, XSS_FILE, WebServer
 
 FACT_QUESTION = "我国的全国科技工作者日定在每年的哪一天？"  # evals/qa/knowledge.jsonl kb-004
 FACT_ANSWER = "5月30日"

@@ -26,9 +26,9 @@ from coopbot.config import Settings
 from coopbot.llm.base import GenerationError
 from coopbot.llm.process import ModelServer
 
-from .conftest import ROOT, coopbot, local_model_env
-from .processes import stop, wait_ready
-from .web_fixtures import free_port
+from ..conftest import ROOT, coopbot, local_model_env
+from ..processes import stop, wait_ready
+from ..web_fixtures import free_port
 
 QUESTION = "长三角一体化规划纲要覆盖的区域总面积有多大？"
 CRASHING_LLAMA = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"

@@ -24,11 +24,11 @@ from coopbot.ingest.pipeline import NothingIndexedError, ingest, pipeline_finger
 from coopbot.retrieval.retriever import Retriever
 from coopbot.schema import Chunk
 
-from .conftest import KNOWLEDGE
+from ..conftest import KNOWLEDGE
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 LAW = "law-promoting-transformation-of-sci-tech-achievements-2015.md"
-CSV_DATA = Path(__file__).parent / "data" / "regional-cooperation-projects.csv"
+CSV_DATA = Path(__file__).parents[1] / "data" / "regional-cooperation-projects.csv"
 
 SMALL_DOC = """# 区域合作示例
 

@@ -17,7 +17,7 @@ import pytest
 from coopbot.config import Settings
 from coopbot.web.auth import mint_embed_token
 
-from .web_fixtures import ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer, free_port
+from ..web_fixtures import ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a headless Chromium with no network of its own (see the stack notes).

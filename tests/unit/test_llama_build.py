@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "build-llama.sh"
 AMX_INSTRUCTIONS = re.compile(r"\s(ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tdpb[su][su]d|tdpbf16ps)\s")
