@@ -99,6 +99,7 @@ def main() -> None:
 
 
 def _figures(sets: list[SetResult], base: Settings, load_seconds: float) -> dict[str, object]:
+    from coopbot.evals.retrieval import retrieval_summary
     from coopbot.retrieval.retriever import MODES
 
     per_set = {}
@@ -109,17 +110,7 @@ def _figures(sets: list[SetResult], base: Settings, load_seconds: float) -> dict
             "index_seconds": round(r.index_seconds, 1),
             "cache_hits": r.cache_hits,
             "cache_misses": r.cache_misses,
-            **{
-                mode: {
-                    "R@1": round(s.recall(1), 4),
-                    "R@5": round(s.recall(5), 4),
-                    "R@10": round(s.recall(10), 4),
-                    "MRR@10": round(s.mrr(10), 4),
-                    "p50_ms": round(s.latency_ms(0.5), 1),
-                    "p95_ms": round(s.latency_ms(0.95), 1),
-                }
-                for mode, s in r.scores.items()
-            },
+            **retrieval_summary(r, "hybrid")["retrievers"],  # the same figures as `coopbot eval retrieval --json`
         }
     mean_r5 = {mode: statistics.fmean(r.scores[mode].recall(5) for r in sets) for mode in MODES}
     all_hybrid = [t for r in sets for t in r.scores["hybrid"].seconds]

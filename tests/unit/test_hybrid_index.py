@@ -13,8 +13,8 @@ import pytest
 from coopbot.config import Settings
 from coopbot.evals.retrieval import Passage, passage_chunk
 from coopbot.index.bm25 import LexicalIndex, index_path
-from coopbot.index.chroma import StoredChunk
-from coopbot.index.embedder import Embedder
+from coopbot.index.chroma import StoredChunk, indexed_model
+from coopbot.index.embedder import Embedder, model_identity
 from coopbot.index.hybrid import HybridIndex, Writes
 
 from ..fakes.embedder import fake_embedder, fake_settings
@@ -147,3 +147,13 @@ def test_searches_heal_bm25_when_another_process_changed_the_collection(settings
     found, _ = reader.get(["yrd", "gba"])
     assert set(found) == {"gba"}
     assert _in_step(reader) == {"gba", "pump"}
+
+
+def test_the_index_tells_which_model_built_it(settings: Settings, embedder: Embedder) -> None:
+    """`coopbot model info` reads this: nothing before the first write, then the configured model's identity."""
+    assert indexed_model(settings) is None
+    index = HybridIndex(settings)
+    with index.writing() as writes:
+        _add(writes, _chunks("yrd"), embedder)
+    identity = model_identity(settings)
+    assert indexed_model(settings) == {"model": identity.name, "fingerprint": identity.fingerprint}

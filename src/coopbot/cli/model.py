@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -88,18 +88,11 @@ def _prepare_llm(settings: Settings, force: bool) -> None:
 def model_info_command(as_json: JsonFlag = False) -> None:
     """Which embedding model is configured, its fingerprint, and the one the index was built with."""
     offline()
-    from coopbot.index.chroma import FINGERPRINT_KEY, MODEL_KEY, make_client
+    from coopbot.index.chroma import indexed_model
     from coopbot.index.embedder import model_identity
 
     settings = load_settings()
-    identity = model_identity(settings)
-    indexed: dict[str, Any] = {}
-    client = make_client(settings)
-    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
-    if settings.collection in names:
-        metadata = client.get_collection(settings.collection, embedding_function=None).metadata or {}
-        indexed = {"model": metadata.get(MODEL_KEY), "fingerprint": metadata.get(FINGERPRINT_KEY)}
-    payload = {"configured": dataclasses.asdict(identity), "index": indexed or None}
+    payload = {"configured": dataclasses.asdict(model_identity(settings)), "index": indexed_model(settings)}
     if as_json:
         print_json(payload)
     else:

@@ -84,6 +84,19 @@ class ChunkRecord:
         return str(self.metadata["root"])
 
 
+def indexed_model(settings: Settings) -> dict[str, Any] | None:
+    """The embedding model the collection was built with (name, fingerprint), or None when there is no index.
+
+    Reads the collection's metadata without creating the collection: `coopbot model info` asks it.
+    """
+    client = make_client(settings)
+    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    if settings.collection not in names:
+        return None
+    metadata = client.get_collection(settings.collection, embedding_function=None).metadata or {}
+    return {"model": metadata.get(MODEL_KEY), "fingerprint": metadata.get(FINGERPRINT_KEY)}
+
+
 def make_client(settings: Settings) -> ClientAPI:
     """An embedded PersistentClient in the data dir, or an HttpClient for `chroma_mode = server`."""
     try:
