@@ -1,8 +1,10 @@
-"""The question-answering core that the CLI, UI, API and evaluation all call.
+"""The question-answering core that the CLI, web and evaluation all call, and its one composition root.
 
+`build_assistant` makes the parts from the settings (embedder, retriever, answer backend, rewriter).
 `Assistant.stream` cleans the question, makes a follow-up standalone, retrieves, lets the refusal
-gate decide, then composes an answer with checked citations; `as_runnable` exposes the same thing
-as a LangChain Runnable that streams text and ends with the `Answer`.
+gate decide, then composes an answer with checked citations: `Delta` events, then one `Final`.
+`as_runnable` exposes the same stream as a LangChain Runnable. Imports the core rooms below it
+(`answering`, `retrieval`, `llm`, `index`, `text`); never a face (`web`, `cli`) or `evals`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ class Document:
     """One source file after reading and cleaning.
 
     `text` is the cleaned text in its original characters (what users see and what chunk offsets
-    point into); matching code normalises it on the fly with `textnorm.for_matching`.
+    point into); matching code normalises it on the fly with `text.normalise.for_matching`.
     """
 
     doc_id: str  # the file's path relative to the folder it was ingested from, POSIX style

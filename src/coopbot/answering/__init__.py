@@ -8,4 +8,7 @@ feature); `citations` holds the one citation rule and checks every quoted or gen
 `prompt` fits the best sentences into a token budget and `generate` runs one answer through a
 `coopbot.llm` generator. Nothing here trusts a model to cite: every `[n]` is attached and verified in
 code against the passage it points at.
+
+Imports `text`, `index` (the embedder), `llm.base`, `schema` and `config`; never `retrieval`, `ingest`,
+`assistant` or a face.
 """

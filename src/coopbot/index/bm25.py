@@ -1,7 +1,7 @@
 """BM25 over Chinese words, persisted in the data dir and kept in step with the Chroma collection.
 
-Text is matched in one form: half-width, one punctuation form, lower-case ASCII (`textnorm.for_matching`),
-simplified characters (`textnorm.to_simplified`, so a traditional question finds a simplified passage
+Text is matched in one form: half-width, one punctuation form, lower-case ASCII (`text.normalise.for_matching`),
+simplified characters (`text.normalise.to_simplified`, so a traditional question finds a simplified passage
 and back), then cut into words by jieba's search mode (whole words plus their dictionary sub-words, so
 科技成果转化 also matches 科技成果 and 转化). Punctuation, whitespace and a few question words are dropped.
 The tokenizer and its stopwords are `text.words`'; the index file records their fingerprint.
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from coopbot.index.embedder import ModelIdentity
 
 FORMAT = 1  # layout of the index file
-TOKENIZER_VERSION = 1  # bump whenever `textnorm.comparable` or `tokenize` changes what words a text gives
+TOKENIZER_VERSION = 1  # bump whenever `text.normalise.comparable` or `tokenize` changes what words a text gives
 
 
 def tokenizer_fingerprint() -> str:

@@ -1,5 +1,5 @@
-"""Shared text tools, the bottom layer: sentence spans and words (jieba, the one stopword list).
+"""Shared text tools, the bottom layer: normalisation, sentence spans and words (jieba, the one stopword list).
 
-Ingestion, retrieval and answering all read text the same way through these; nothing here imports
-from the rest of coopbot except `textnorm`.
+Ingestion, retrieval and answering all read text the same way through these. Imports only `config` and
+`schema`; never `index`, `ingest`, `retrieval`, `answering`, `llm` or a face.
 """
