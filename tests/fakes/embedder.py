@@ -26,13 +26,11 @@ class FakeSentenceModel:
 
     def __init__(self, dimension: int = DIMENSION) -> None:
         self.dimension = dimension
-        self.calls = 0  # forward passes asked for, so tests can see caching work
 
     def get_embedding_dimension(self) -> int:
         return self.dimension
 
     def encode(self, texts: list[str], **_: Any) -> npt.NDArray[np.float32]:
-        self.calls += 1
         return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
 
     def state_dict(self) -> dict[str, Any]:
