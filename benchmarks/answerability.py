@@ -74,7 +74,7 @@ def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
     cache = base.data_dir / "cache" / "answerability" / f"{eval_set.name}-{key}.pkl"
     if cache.is_file():  # the rarities come from the same lexical index the retriever builds
         asked: list[Asked] = pickle.loads(cache.read_bytes())
-        lexical = LexicalIndex(None, k1=base.bm25_k1, b=base.bm25_b)
+        lexical = LexicalIndex(None, k1=base.index.bm25_k1, b=base.index.bm25_b)
         lexical.update({p.id: passage_chunk(p, eval_set.name).chunk.embed_text for p in eval_set.passages})
     else:
         settings = eval_settings(base, tmp, eval_set.name)
@@ -155,10 +155,10 @@ def choose_settings(asked: list[Asked], models: dict[str, LogisticModel], settin
     best: tuple[float, dict[str, float]] = (-1.0, {})
     for relative in CHOICE_GRID["answer_relative_score"]:
         for neighbour in CHOICE_GRID["answer_neighbour_score"]:
-            trial = settings.model_copy(update={"answer_relative_score": relative, "answer_neighbour_score": neighbour})
+            trial = settings.replace(answer_relative_score=relative, answer_neighbour_score=neighbour)
             found = sentences = 0
             for a, ranked in reachable:
-                chosen = choose_sentences(a.query.question, ranked, trial)
+                chosen = choose_sentences(a.query.question, ranked, trial.answer)
                 found += a.holds_answer("".join(c.text for c in chosen))
                 sentences += len(chosen)
             share, mean = found / len(reachable), sentences / len(reachable)
@@ -197,7 +197,9 @@ def hand_rules(
         counts[group] += 1
         if score < gate.threshold:
             continue
-        chosen = "".join(c.text for c in choose_sentences(a.query.question, a.scored(models["sentence"]), settings))
+        chosen = "".join(
+            c.text for c in choose_sentences(a.query.question, a.scored(models["sentence"]), settings.answer)
+        )
         kinds = asked_kinds(a.query.question)
         refused[f"kind_{group}"] += bool(kinds) and not holds_asked_kind(kinds, chosen)
         refused[f"names_{group}"] += bool(missing_names(a.query.question, a.hits[:3]))
@@ -218,7 +220,7 @@ def main() -> None:
     args = parser.parse_args()
 
     project = Settings()
-    base = project.model_copy(update={"embedding_model": model_location(project)})
+    base = project.replace(embedding_model=model_location(project))
     folders = {f.name: f for f in find_eval_sets(args.datasets)}
     if args.fit not in folders:
         sys.exit(f"no set {args.fit!r} under {args.datasets}")
@@ -227,7 +229,7 @@ def main() -> None:
     asked, rarity = collected[args.fit]
     models = fit(asked, rarity)
     chosen = choose_settings(asked, models, base)
-    settings = base.model_copy(update=chosen)
+    settings = base.replace(**chosen)
     report: dict[str, Any] = {"fitted_on": args.fit, "sentence_choice": chosen}
     report["cross_validation"] = cross_validate(asked, rarity, settings)
     report["sets"] = {name: measure(name, a, settings, r, models).to_dict() for name, (a, r) in collected.items()}
@@ -236,7 +238,7 @@ def main() -> None:
         "fitted_on": f"../shared/datasets/{args.fit} ({len(asked) // 2} questions, leave-gold-out negatives)",
         "method": "benchmarks/answerability.py: L2 logistic regression (l2=1) on standardised features; "
         f"threshold = {FALSE_REFUSALS:.0%} quantile of answerable probabilities on the fitting set",
-        "embedding_model": project.embedding_model,
+        "embedding_model": project.index.embedding_model,
         "fitted": time.strftime("%Y-%m-%d"),
         "sentence_choice": chosen,
         "cross_validation": report["cross_validation"],

@@ -154,14 +154,14 @@ def main() -> int:
     base = Settings()
     cases = [c for c in load_qa_cases(args.qa) if c.answerable and c.answer_points][: args.cases]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if "llamacpp" in backends and base.llm_model_path is None and usable_model(base) is None:
+    if "llamacpp" in backends and base.llm.model_path is None and usable_model(base) is None:
         print("no verified GGUF in the data dir: run `coopbot model prepare --llm` first", file=sys.stderr)
         return 2
     embedder = load_embedder(base)
     retriever = Retriever(base, embedder=embedder)
     runs = []
     for backend in backends:
-        settings = base.model_copy(update={"llm": backend})
+        settings = base.replace(llm=backend)
         assistant = build_assistant(settings, retriever=retriever, embedder=embedder)
         if backend == "llamacpp":  # start the model process and read the system prefix outside the measurements,
             assistant.ask(WARM_UP)  # with a question not among the cases (a repeated prompt would be all cached)
@@ -176,8 +176,8 @@ def main() -> int:
     else:
         print(f"{len(cases)} QA cases: {', '.join(c.id for c in cases)}")
         print(
-            f"prompt budget {base.llm_prompt_tokens} tokens, answer limit {base.llm_max_tokens} tokens, "
-            f"{base.llm_threads or os.cpu_count()} threads"
+            f"prompt budget {base.llm.prompt_tokens} tokens, answer limit {base.llm.max_tokens} tokens, "
+            f"{base.llm.threads or os.cpu_count()} threads"
         )
         keys = list(summaries[0])[1:]
         print(f"{'':26}" + "".join(f"{s['backend']:>14}" for s in summaries))

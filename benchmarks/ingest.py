@@ -68,9 +68,9 @@ def main() -> None:
             document = loaders.load_document(source.path, source.doc_id)
             chunks = chunking.chunk_document(
                 document,
-                size=settings.chunk_size,
-                min_size=settings.chunk_min_size,
-                overlap=settings.chunk_overlap,
+                size=settings.index.chunk_size,
+                min_size=settings.index.chunk_min_size,
+                overlap=settings.index.chunk_overlap,
             )
             texts += [c.embed_text for c in chunks]
         begin = time.perf_counter()

@@ -129,11 +129,11 @@ def _figures(sets: list[SetResult], base: Settings, load_seconds: float) -> dict
     }
     return {
         "settings": {
-            "retrieval_candidates": base.retrieval_candidates,
-            "fusion_lexical_weight": base.fusion_lexical_weight,
-            "bm25_k1": base.bm25_k1,
-            "bm25_b": base.bm25_b,
-            "dedup_jaccard": base.dedup_jaccard,
+            "retrieval_candidates": base.retrieval.candidates,
+            "fusion_lexical_weight": base.retrieval.fusion_lexical_weight,
+            "bm25_k1": base.index.bm25_k1,
+            "bm25_b": base.index.bm25_b,
+            "dedup_jaccard": base.retrieval.dedup_jaccard,
         },
         "model_load_seconds": round(load_seconds, 1),
         "sets": per_set,

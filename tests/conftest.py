@@ -77,7 +77,7 @@ def local_model_env(kb_settings: Settings, gguf: Path) -> dict[str, str]:
     """Environment for a `coopbot` command over the session index that answers with the real local model."""
     return {
         "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
-        "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model,
+        "COOPBOT_EMBEDDING_MODEL": kb_settings.index.embedding_model,
         "COOPBOT_LLM": "llamacpp",
         "COOPBOT_LLM_MODEL_PATH": str(gguf),
         "COOPBOT_LLM_TIMEOUT_S": "600",  # shared CI machines: a timeout would test the fallback, not the model

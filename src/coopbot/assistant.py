@@ -104,24 +104,26 @@ class Assistant:
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
         """`Delta` text pieces as they are ready, then one `Final` with the complete `Answer` (with citations)."""
-        text, notices = clean_question(question, self.settings.max_question_chars)
-        recent = list(history)[-2 * self.settings.history_turns :] if self.settings.history_turns else []
+        text, notices = clean_question(question, self.settings.retrieval.max_question_chars)
+        recent = (
+            list(history)[-2 * self.settings.retrieval.history_turns :] if self.settings.retrieval.history_turns else []
+        )
         query = self.rewriter(text, recent)
 
         began = time.perf_counter()
-        hits = self.retriever.search(query, k=self.settings.answer_top_k)
+        hits = self.retriever.search(query, k=self.settings.answer.top_k)
         retrieved = time.perf_counter()
         draft = _Draft(backend=self.backend_name, notices=notices)
         streamed = False
         rarity = self.retriever.lexical.idf
-        sentences = score_sentences(query, text, hits, self.embedder, self.settings, rarity)
+        sentences = score_sentences(query, text, hits, self.embedder, self.settings.answer, rarity)
         ranked = time.perf_counter()
-        decision = decide(query, hits, sentences, rarity, self.settings)
+        decision = decide(query, hits, sentences, rarity, self.settings.answer.refusal_threshold)
         if decision.answer:
             if self.generator is not None:
                 streamed = yield from self._generate(draft, query, sentences)
             if draft.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
-                draft.text, draft.citations, draft.support = compose(query, sentences, self.settings)
+                draft.text, draft.citations, draft.support = compose(query, sentences, self.settings.answer)
                 draft.refused = not draft.text
         related: list[Hit] = []
         if draft.refused:  # nothing is cited for a refusal: the closest passages are shown as related only
@@ -162,7 +164,7 @@ class Assistant:
         assert self.generator is not None
         name = self.generator.name
         try:
-            for event in generate(self.generator, query, sentences, self.settings):
+            for event in generate(self.generator, query, sentences, self.settings.answer, self.settings.llm):
                 if isinstance(event, str):
                     yield Delta(event)
                     continue
@@ -188,7 +190,7 @@ class Assistant:
 
     def _append_quotes(self, draft: _Draft, query: str, sentences: list[ScoredSentence]) -> Iterator[Delta]:
         """After the model broke off: the extractive answer follows the sentences already shown, numbered on."""
-        text, citations, support = compose(query, sentences, self.settings)
+        text, citations, support = compose(query, sentences, self.settings.answer)
         if not text:
             return
         offset = max((c.n for c in draft.citations), default=0)
@@ -220,7 +222,7 @@ def build_assistant(
 ) -> Assistant:
     """The one composition root: the assistant the CLI, the web server and the evaluations all use.
 
-    Parts not given are made from the settings: the embedding model (`embedding_model`), the retriever over
+    Parts not given are made from the settings: the embedding model (`index.embedding_model`), the retriever over
     the index, the answer backend (`llm`) and the follow-up rewriter (`query_rewriter`). Passing a part lets a
     caller share one (an already loaded embedder) or choose it (a test's scripted generator).
     """
@@ -229,5 +231,5 @@ def build_assistant(
     embedder = cached_embedder(settings, embedder or load_embedder(settings))
     retriever = retriever or Retriever(settings, embedder=embedder)
     generator = generator if generator is not None else make_generator(settings)
-    rewriter = rewriter or make_rewriter(settings, generator)
+    rewriter = rewriter or make_rewriter(settings.retrieval, generator)
     return Assistant(settings, retriever=retriever, embedder=embedder, generator=generator, rewriter=rewriter)

@@ -37,7 +37,7 @@ def _env(settings: Settings) -> dict[str, str]:
     return {
         "COOPBOT_DATA_DIR": str(settings.data_dir),
         "COOPBOT_KNOWLEDGE_DIR": str(settings.knowledge_dir),
-        "COOPBOT_EMBEDDING_MODEL": settings.embedding_model,
+        "COOPBOT_EMBEDDING_MODEL": settings.index.embedding_model,
     }
 
 

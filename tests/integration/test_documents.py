@@ -120,7 +120,7 @@ def test_add_list_replace_delete(settings: Settings) -> None:
 
 
 def test_bad_uploads_are_refused_with_reasons(settings: Settings) -> None:
-    knowledge = KnowledgeBase(settings.model_copy(update={"max_upload_mb": 0.001}))
+    knowledge = KnowledgeBase(settings.replace(max_upload_mb=0.001))
     with pytest.raises(DocumentError) as too_big:
         knowledge.add("big.md", ("字" * 2000).encode())
     assert too_big.value.status == 413

@@ -22,7 +22,7 @@ GATED_SETS = ("cmrc2018-trial", "drcd-dev")
 
 
 def test_qa_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path) -> None:
-    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model}
+    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.index.embedding_model}
     report = tmp_path / "report"
     run = coopbot(
         "eval", "qa", "evals/qa/knowledge.jsonl", "--json", "--report", str(report), "--check", str(THRESHOLDS), env=env
@@ -42,7 +42,7 @@ def test_a_raised_floor_fails_the_gate_naming_the_metric(kb_settings: Settings, 
     """The same run against an impossible floor exits 1 and names it: the gate can fail."""
     strict = tmp_path / "strict.toml"
     strict.write_text('[qa.by_kind.list]\n"hit@5" = 1.01\n', encoding="utf-8")
-    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model}
+    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.index.embedding_model}
     run = coopbot("eval", "qa", "evals/qa/knowledge.jsonl", "--kinds", "list", "--check", str(strict), env=env)
     assert run.returncode == 1
     assert "qa.by_kind.list.hit@5" in run.stderr and "below its floor 1.01" in run.stderr
@@ -56,7 +56,7 @@ def external_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_blind_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path) -> None:
     """The blind cases (written by someone who never read the answer code) have floors of their own."""
-    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.embedding_model}
+    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.index.embedding_model}
     run = coopbot(
         "eval", "qa", "evals/qa/blind.jsonl", "--json", "--report", str(tmp_path / "blind"),
         "--section", "blind", "--check", str(THRESHOLDS), env=env,

@@ -49,7 +49,10 @@ def _stored(settings: Settings) -> dict[str, StoredChunk]:
 def _chunks(settings: Settings, path: Path) -> list[Chunk]:
     document = loaders.load_document(path, path.name)
     return chunking.chunk_document(
-        document, size=settings.chunk_size, min_size=settings.chunk_min_size, overlap=settings.chunk_overlap
+        document,
+        size=settings.index.chunk_size,
+        min_size=settings.index.chunk_min_size,
+        overlap=settings.index.chunk_overlap,
     )
 
 
@@ -201,7 +204,7 @@ def test_interrupted_ingest_is_consistent_and_next_run_completes(settings: Setti
     for name in (SEED, LAW):
         shutil.copy(KNOWLEDGE / name, settings.knowledge_dir)
     (settings.knowledge_dir / "small.md").write_text(SMALL_DOC, encoding="utf-8")
-    settings = settings.model_copy(update={"embed_batch_size": 2})  # groups of 32 chunks
+    settings = settings.replace(embed_batch_size=2)  # groups of 32 chunks
     sizes = [len(_chunks(settings, settings.knowledge_dir / name)) for name in (LAW, SEED)]
     assert sizes[0] < 32 <= sum(sizes)  # the first group is the law and the seed, small.md comes next
     with pytest.raises(KeyboardInterrupt):
@@ -242,11 +245,11 @@ def test_model_mismatch_is_refused_with_reindex_hint(settings: Settings, embedde
     (settings.knowledge_dir / "small.md").write_text(SMALL_DOC, encoding="utf-8")
     ingest(settings, embedder=embedder)
     other_model = tmp_path / "other-model"
-    shutil.copytree(Path(settings.embedding_model), other_model)
+    shutil.copytree(Path(settings.index.embedding_model), other_model)
     (other_model / "config.json").write_text(
         (other_model / "config.json").read_text().replace('"hidden_dropout_prob": 0.1', '"hidden_dropout_prob": 0.2')
     )
-    other = settings.model_copy(update={"embedding_model": str(other_model)})
+    other = settings.replace(embedding_model=str(other_model))
     with pytest.raises(ModelMismatchError, match=r"coopbot reindex --force"):
         ingest(other, embedder=embedder)
     with pytest.raises(ModelMismatchError):
@@ -260,7 +263,7 @@ def test_model_mismatch_is_refused_with_reindex_hint(settings: Settings, embedde
 def test_chunk_settings_change_recuts_without_reembedding_same_text(settings: Settings, embedder: Embedder) -> None:
     shutil.copy(KNOWLEDGE / SEED, settings.knowledge_dir)
     ingest(settings, embedder=embedder)
-    smaller = settings.model_copy(update={"chunk_size": 300, "chunk_overlap": 40})
+    smaller = settings.replace(chunk_size=300, chunk_overlap=40)
     assert pipeline_fingerprint(smaller) != pipeline_fingerprint(settings)
     report = ingest(smaller, embedder=embedder)
     assert report.files_indexed == 1
@@ -295,7 +298,7 @@ def _coopbot(settings: Settings) -> tuple[list[str], dict[str, str]]:
         os.environ,
         COOPBOT_DATA_DIR=str(settings.data_dir),
         COOPBOT_KNOWLEDGE_DIR=str(settings.knowledge_dir),
-        COOPBOT_EMBEDDING_MODEL=settings.embedding_model,
+        COOPBOT_EMBEDDING_MODEL=settings.index.embedding_model,
     )
     return [str(Path(sys.executable).parent / "coopbot"), "ingest", "--json"], env
 

@@ -40,7 +40,7 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 @pytest.fixture(scope="module")
 def llm_settings(kb_settings: Settings, gguf: Path) -> Settings:
     # a generous deadline: CI machines are shared, and a timeout here would test the fallback, not the model
-    return kb_settings.model_copy(update={"llm": "llamacpp", "llm_model_path": gguf, "llm_timeout_s": 600})
+    return kb_settings.replace(llm="llamacpp", llm_model_path=gguf, llm_timeout_s=600)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_answers_in_chinese_with_verified_citations(assistant: Assistant, llm_se
     assert any(covers(c.passage, c.doc_file, g) for c in answer.citations for g in case.gold), answer.text
     assert all(point_found(p, answer.text) for p in case.answer_points), answer.text
     assert answer.timings["first_token_ms"] > 0
-    assert answer.timings["prompt_tokens"] <= llm_settings.llm_prompt_tokens
+    assert answer.timings["prompt_tokens"] <= llm_settings.llm.prompt_tokens
 
 
 def test_the_system_prefix_is_read_once_and_reused(assistant: Assistant, llm_settings: Settings) -> None:
@@ -161,7 +161,7 @@ def test_planted_malicious_document_is_data(settings: Settings, gguf: Path, assi
         encoding="utf-8",
     )
     ingest(settings)
-    planted = settings.model_copy(update={"llm": "llamacpp", "llm_model_path": gguf})
+    planted = settings.replace(llm="llamacpp", llm_model_path=gguf)
     answer = build_assistant(planted, generator=assistant.generator).ask("长三角生态绿色一体化发展示范区包括哪些地方？")
     assert "海盗" not in answer.text and "哈哈" not in answer.text, answer.text
     assert not answer.refused and answer.backend == "llamacpp"
@@ -169,9 +169,7 @@ def test_planted_malicious_document_is_data(settings: Settings, gguf: Path, assi
 
 
 def test_openai_backend_against_the_model_process(kb_settings: Settings, assistant: Assistant, gguf: Path) -> None:
-    settings = kb_settings.model_copy(
-        update={"llm": "openai", "openai_base_url": _server_url(assistant), "openai_model": gguf.stem}
-    )
+    settings = kb_settings.replace(llm="openai", openai_base_url=_server_url(assistant), openai_model=gguf.stem)
     remote = build_assistant(settings, embedder=assistant.embedder)
     assert remote.backend_name == "openai"
     pieces, answer = _streamed(remote, CASES["kb-002"].question)
@@ -184,8 +182,8 @@ def test_openai_backend_against_the_model_process(kb_settings: Settings, assista
 def test_langchain_chat_model_as_the_generator(kb_settings: Settings, assistant: Assistant, gguf: Path) -> None:
     """Any LangChain chat model answers through the same refusal gate and code-side citations."""
     kwargs = {"base_url": _server_url(assistant), "model": gguf.stem, "api_key": "none", "max_retries": 0}
-    settings = kb_settings.model_copy(
-        update={"llm": "langchain", "langchain_chat_model": "langchain_openai.ChatOpenAI", "langchain_kwargs": kwargs}
+    settings = kb_settings.replace(
+        llm="langchain", langchain_chat_model="langchain_openai.ChatOpenAI", langchain_kwargs=kwargs
     )
     chained = build_assistant(settings, embedder=assistant.embedder)
     assert chained.backend_name == "langchain"
@@ -214,7 +212,7 @@ def test_rate_limited_and_silent_servers_fall_back(kb_settings: Settings) -> Non
     assistant = None
     for behaviour, words in ((Behaviour(status=429), "限流"), (Behaviour(delay_s=6), "秒内没有响应")):
         with fake_openai(behaviour) as url:
-            settings = kb_settings.model_copy(update={"llm": "openai", "openai_base_url": url, "llm_timeout_s": 1})
+            settings = kb_settings.replace(llm="openai", openai_base_url=url, llm_timeout_s=1)
             assistant = build_assistant(settings, embedder=assistant.embedder if assistant else None)
             began = time.monotonic()
             answer = assistant.ask(CASES["kb-002"].question)

@@ -170,7 +170,7 @@ def app_with_model(
         COOPBOT_CONFIG=str(tmp_path / "absent.toml"),
         COOPBOT_DATA_DIR=str(data),
         COOPBOT_KNOWLEDGE_DIR=str(kb_settings.knowledge_dir),
-        COOPBOT_EMBEDDING_MODEL=kb_settings.embedding_model,
+        COOPBOT_EMBEDDING_MODEL=kb_settings.index.embedding_model,
         COOPBOT_PORT=str(port),
         COOPBOT_LLM="llamacpp",
         COOPBOT_LLM_MODEL_PATH=str(gguf),

@@ -85,7 +85,7 @@ def test_hybrid_finds_what_only_bm25_finds(retriever: Retriever) -> None:
 
 def test_lexical_only_hits_still_report_their_cosine(corpus_settings: Settings, retriever: Retriever) -> None:
     """With 3 candidates per retriever, `asset` (dense rank 7) comes from BM25 alone; its cosine is read back."""
-    narrow = Retriever(corpus_settings.model_copy(update={"retrieval_candidates": 3}), embedder=retriever.embedder)
+    narrow = Retriever(corpus_settings.replace(retrieval_candidates=3), embedder=retriever.embedder)
     hit = next(h for h in narrow.search("HX-2049水泵的维护", 3) if h.chunk.chunk_id == "asset")
     assert hit.dense_rank is None and hit.lexical_rank == 1
     full = {h.chunk.chunk_id: h.dense_score for h in retriever.search("HX-2049水泵的维护", 13, mode="dense")}
@@ -111,7 +111,7 @@ def test_near_duplicates_are_filtered(corpus_settings: Settings, retriever: Retr
     hits = retriever.search(question, 5)
     assert len(set(_ids(hits)) & {"dup1", "dup2"}) == 1
     assert len(hits) == 5 and len(set(_ids(hits))) == 5  # the top k is still filled
-    keep_all = Retriever(corpus_settings.model_copy(update={"dedup_jaccard": 1.0}), embedder=retriever.embedder)
+    keep_all = Retriever(corpus_settings.replace(dedup_jaccard=1.0), embedder=retriever.embedder)
     assert {"dup1", "dup2"} <= set(_ids(keep_all.search(question, 5)))
 
 
@@ -119,7 +119,7 @@ def test_modes_and_hit_fields(retriever: Retriever) -> None:
     question = "长三角科技创新共同体"
     bm25 = retriever.search(question, 3, mode="bm25")
     dense = retriever.search(question, 3, mode="dense")
-    hybrid = retriever.search(question, 3)  # settings.retriever = hybrid
+    hybrid = retriever.search(question, 3)  # settings.retrieval.retriever = hybrid
     assert bm25[0].chunk.chunk_id == dense[0].chunk.chunk_id == hybrid[0].chunk.chunk_id == "yrd"
     assert all(h.dense_rank is None and h.lexical_rank is not None for h in bm25)
     assert all(h.lexical_rank is None and h.dense_rank is not None and h.dense_score == h.score for h in dense)
@@ -235,7 +235,7 @@ def test_evaluate_set_with_the_embedding_cache(tmp_path: Path, model_dir: Path) 
     eval_set = EvalSet("tiny", tmp_path, [Passage(k, t, x) for k, (t, x) in PASSAGES.items()], QUERIES)
 
     first = evaluate_set(
-        base.model_copy(update={"data_dir": tmp_path / "a", "collection": "tiny-a"}),
+        base.replace(data_dir=tmp_path / "a", collection="tiny-a"),
         eval_set,
         passage_embedder=cache,
         query_embedder=plain,
@@ -246,7 +246,7 @@ def test_evaluate_set_with_the_embedding_cache(tmp_path: Path, model_dir: Path) 
     assert len(first.scores["dense"].seconds) == len(QUERIES)
 
     second = evaluate_set(
-        base.model_copy(update={"data_dir": tmp_path / "b", "collection": "tiny-b"}),
+        base.replace(data_dir=tmp_path / "b", collection="tiny-b"),
         eval_set,
         modes=("hybrid",),
         passage_embedder=cache,
@@ -283,8 +283,8 @@ def test_server_mode_retrievers_with_their_own_data_dirs(
 ) -> None:
     from ..conftest import KNOWLEDGE
 
-    writer = settings.model_copy(update={"chroma_mode": "server", "chroma_port": chroma_server})
-    reader = writer.model_copy(update={"data_dir": tmp_path / "other-process"})
+    writer = settings.replace(chroma_mode="server", chroma_port=chroma_server)
+    reader = writer.replace(data_dir=tmp_path / "other-process")
     embedder: Embedder = load_embedder(writer)
     shutil.copy(KNOWLEDGE / "seed-cross-regional-innovation-cooperation.txt", writer.knowledge_dir)
     ingest(writer, embedder=embedder)

@@ -66,7 +66,7 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
 
 
 def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_server: int) -> None:
-    server = settings.model_copy(update={"chroma_mode": "server", "chroma_port": chroma_server})
+    server = settings.replace(chroma_mode="server", chroma_port=chroma_server)
     shutil.copy(KNOWLEDGE / SEED, server.knowledge_dir)
     first = ingest(server)
     assert first.chunks_added == first.chunks_total > 10
@@ -88,6 +88,6 @@ def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_se
 
 
 def test_unreachable_server_gives_a_clear_error(settings: Settings) -> None:
-    server = settings.model_copy(update={"chroma_mode": "server", "chroma_port": _free_port()})
+    server = settings.replace(chroma_mode="server", chroma_port=_free_port())
     with pytest.raises(StoreError, match="chroma run"):
         HybridIndex(server)

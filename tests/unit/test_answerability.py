@@ -14,7 +14,7 @@ import pytest
 from coopbot.answering.extractive import QuestionWords, ScoredSentence, choose_sentences
 from coopbot.answering.gate import GATE_FEATURES, decide, gate_features, missing_names, refusal_text
 from coopbot.answering.model import LogisticModel, ModelFileError, fit_logistic, fitted_models
-from coopbot.config import Settings
+from coopbot.config import AnswerSettings, Settings
 from coopbot.evals.answerability import auc
 from coopbot.schema import Chunk, Hit
 
@@ -96,10 +96,12 @@ def test_gate_features_separate_a_covering_passage_from_an_off_topic_one() -> No
 def test_decide_refuses_without_passages_or_content_words() -> None:
     settings = Settings()
     on = hit(AREA, 1)
-    assert not decide("示范区的面积是多少平方公里？", [], [], rarity, settings).answer
-    assert decide("是什么？", [on], [sentence(on, AREA, 0.9)], rarity, settings).answerability == 0.0
-    forced = settings.model_copy(update={"refusal_threshold": 0.0})
-    assert decide("示范区的面积是多少平方公里？", [on], [sentence(on, AREA, 0.9)], rarity, forced).answer
+    assert not decide("示范区的面积是多少平方公里？", [], [], rarity, settings.answer.refusal_threshold).answer
+    assert (
+        decide("是什么？", [on], [sentence(on, AREA, 0.9)], rarity, settings.answer.refusal_threshold).answerability
+        == 0.0
+    )
+    assert decide("示范区的面积是多少平方公里？", [on], [sentence(on, AREA, 0.9)], rarity, 0.0).answer
 
 
 def test_a_refusal_names_what_is_missing_and_what_the_knowledge_base_has() -> None:
@@ -124,14 +126,14 @@ def test_choice_takes_the_best_close_scores_and_likely_neighbours() -> None:
         sentence(h, "规划期至2035年。", 0.5),
     ]
     ranked.sort(key=lambda c: -c.score)  # best first, as score_sentences returns them
-    only_best = Settings(answer_relative_score=1.01, answer_neighbour_score=1.01)
+    only_best = AnswerSettings(relative_score=1.01, neighbour_score=1.01)
     assert [c.text for c in choose_sentences("面积多大？", ranked, only_best)] == ["面积约2300平方公里。"]
-    close = Settings(answer_relative_score=0.5, answer_neighbour_score=1.01)
+    close = AnswerSettings(relative_score=0.5, neighbour_score=1.01)
     assert [c.text for c in choose_sentences("面积多大？", ranked, close)] == [
         "面积约2300平方公里。",
         "规划期至2035年。",
     ]
-    neighbours = Settings(answer_relative_score=1.01, answer_neighbour_score=0.2)
+    neighbours = AnswerSettings(relative_score=1.01, neighbour_score=0.2)
     chosen = [c.text for c in choose_sentences("面积多大？", ranked, neighbours)]
     assert chosen == ["面积约2300平方公里。", "包括三个区县。"]  # the previous one is too unlikely
     assert choose_sentences("面积多大？", [], neighbours) == []

@@ -86,7 +86,7 @@ def test_guard_with_keys_admin_token_and_embed_secret() -> None:
     token = guard.mint_embed_token("user-7")
     claims = guard.check_embed(token.token)
     assert claims is not None and claims.subject == "user-7"
-    assert token.expires_at - time.time() <= settings.embed_token_ttl + 1
+    assert token.expires_at - time.time() <= settings.server.embed_token_ttl + 1
 
 
 def test_settings_secrets_do_not_leak_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from coopbot.answering.citations import (
 from coopbot.answering.extractive import ScoredSentence
 from coopbot.answering.generate import Generated, generate
 from coopbot.answering.prompt import SYSTEM_PROMPT, build_prompt
-from coopbot.config import Settings
+from coopbot.config import LLMSettings, RetrievalSettings, Settings
 from coopbot.llm.base import (
     BackendConfigError,
     GenerationError,
@@ -249,7 +250,8 @@ def test_documents_and_questions_stay_data() -> None:
 def _run(
     gen: Scripted, settings: Settings | None = None, question: str = "长三角面积多大？"
 ) -> tuple[list[str], Generated]:
-    events = list(generate(gen, question, _ranked(HITS), settings or Settings()))
+    settings = settings or Settings()
+    events = list(generate(gen, question, _ranked(HITS), settings.answer, settings.llm))
     final = events[-1]
     assert isinstance(final, Generated)
     texts = [e for e in events[:-1] if isinstance(e, str)]
@@ -323,14 +325,14 @@ def test_deadline_stream_passes_worker_errors() -> None:
 # --- the OpenAI-compatible backend against a real HTTP server ------------------------------------------------
 
 
-def _openai(url: str, **extra: object) -> OpenAIGenerator:
-    return OpenAIGenerator(Settings(llm="openai", openai_base_url=url, openai_api_key="sk-test", **extra))  # type: ignore[arg-type]
+def _openai(url: str, **extra: Any) -> OpenAIGenerator:
+    return OpenAIGenerator(LLMSettings(backend="openai", openai_base_url=url, openai_api_key="sk-test", **extra))
 
 
 def test_openai_streams_and_sends_the_request() -> None:
     behaviour = Behaviour(pieces=["面积", "35.8万", "平方公里。"])
     with fake_openai(behaviour) as url:
-        gen = _openai(url, openai_model="m1", llm_max_tokens=99)
+        gen = _openai(url, openai_model="m1", max_tokens=99)
         assert list(gen.stream([{"role": "user", "content": "问"}], max_tokens=99, timeout_s=5)) == behaviour.pieces
     request = behaviour.requests[0]
     assert request["model"] == "m1" and request["stream"] is True and request["max_tokens"] == 99
@@ -417,7 +419,7 @@ HISTORY = [Turn("user", "长三角一体化到2025年的发展目标是什么？
 
 def test_llm_rewriter_uses_the_model_and_cleans_its_reply() -> None:
     gen = Scripted(["改写后的问题：", "长三角一体化到2035年的发展目标是什么？", "\n多余的解释"])
-    rewriter = LLMRewriter(gen, Settings())
+    rewriter = LLMRewriter(gen, timeout_s=15)
     assert rewriter("那到2035年呢？", HISTORY) == "长三角一体化到2035年的发展目标是什么？"
     assert "那到2035年呢？" in gen.calls[0][1]["content"]
     assert rewriter("那到2035年呢？", []) == "那到2035年呢？" and len(gen.calls) == 1  # no history: no model call
@@ -433,14 +435,14 @@ def test_llm_rewriter_falls_back_to_the_heuristic() -> None:
             return deadline_stream(never, timeout_s)
 
     began = time.monotonic()
-    rewriter = LLMRewriter(Silent([]), Settings(rewrite_timeout_s=0.3))
+    rewriter = LLMRewriter(Silent([]), timeout_s=0.3)
     assert rewriter("那到2035年呢？", HISTORY) == heuristic_rewrite("那到2035年呢？", HISTORY)
     assert time.monotonic() - began < 2 and rewriter.last_error
-    failing = LLMRewriter(Scripted(["x"], fail_after=0), Settings())
+    failing = LLMRewriter(Scripted(["x"], fail_after=0), timeout_s=15)
     assert failing("那到2035年呢？", HISTORY) == heuristic_rewrite("那到2035年呢？", HISTORY)
 
 
 def test_make_rewriter() -> None:
-    assert make_rewriter(Settings(query_rewriter="llm"), None) is heuristic_rewrite
-    assert make_rewriter(Settings(), Scripted([])) is heuristic_rewrite
-    assert isinstance(make_rewriter(Settings(query_rewriter="llm"), Scripted([])), LLMRewriter)
+    assert make_rewriter(RetrievalSettings(query_rewriter="llm"), None) is heuristic_rewrite
+    assert make_rewriter(RetrievalSettings(), Scripted([])) is heuristic_rewrite
+    assert isinstance(make_rewriter(RetrievalSettings(query_rewriter="llm"), Scripted([])), LLMRewriter)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from coopbot.config import Settings
+from coopbot.config import AnswerSettings
 from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
 from coopbot.text.normalise import char_bigrams, comparable
 from coopbot.text.sentences import split_sentences
@@ -114,8 +114,8 @@ class CitationRule:
     min_word_support: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CitationRule:
-        return cls(settings.citation_min_support, settings.citation_min_word_support)
+    def from_settings(cls, answer: AnswerSettings) -> CitationRule:
+        return cls(answer.citation_min_support, answer.citation_min_word_support)
 
     def supports(self, sentence: str, passage: str) -> bool:
         claim = _claim(sentence)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from coopbot.answering.citations import LIST_ITEM, CitationRule, check_citations, span_citation
 from coopbot.answering.kinds import asked_kinds, holds_asked_kind
 from coopbot.answering.model import LogisticModel, fitted_models
-from coopbot.config import Settings
+from coopbot.config import AnswerSettings
 from coopbot.index.embedder import Embedder
 from coopbot.schema import Chunk, Citation, Hit, SentenceSupport
 from coopbot.text.normalise import char_bigrams, comparable, jaccard
@@ -86,14 +86,14 @@ class QuestionWords:
 
 
 def score_sentences(
-    question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings, rarity: Rarity
+    question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, answer: AnswerSettings, rarity: Rarity
 ) -> list[ScoredSentence]:
     """Every sentence of the top passages, best first, scored by the fitted sentence model.
 
     `asked` is the user's own question (for a follow-up, `question` also holds the earlier one): it
     says what kind of answer (date, person, place) the sentence should hold.
     """
-    rows = sentence_features(question, asked, hits[: settings.answer_passages], embedder, settings, rarity)
+    rows = sentence_features(question, asked, hits[: answer.passages], embedder, answer.min_sentence_chars, rarity)
     return rank_sentences(rows, fitted_models()["sentence"])
 
 
@@ -104,15 +104,15 @@ def rank_sentences(rows: Sequence[SentenceRow], model: LogisticModel) -> list[Sc
 
 
 def sentence_features(
-    question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, settings: Settings, rarity: Rarity
+    question: str, asked: str, hits: Sequence[Hit], embedder: Embedder, min_chars: int, rarity: Rarity
 ) -> list[SentenceRow]:
-    """(hit, start, end, features) for every quotable sentence of `hits`, in passage order."""
+    """(hit, start, end, features) for every quotable sentence (`min_chars` or longer) of `hits`, in passage order."""
     passages = [(hit, split_sentences(hit.chunk.text)) for hit in hits]
     spans = [
         (hit, sentences, i)
         for hit, sentences in passages
         for i, (start, end) in enumerate(sentences)
-        if end - start >= settings.answer_min_sentence_chars
+        if end - start >= min_chars
     ]
     if not spans:
         return []
@@ -183,21 +183,23 @@ def _redundant(candidate: ScoredSentence, chosen: Sequence[ScoredSentence]) -> b
     return any(jaccard(grams, char_bigrams(other.text)) > 0.6 for other in chosen)
 
 
-def choose_sentences(question: str, candidates: Sequence[ScoredSentence], settings: Settings) -> list[ScoredSentence]:
+def choose_sentences(
+    question: str, candidates: Sequence[ScoredSentence], answer: AnswerSettings
+) -> list[ScoredSentence]:
     """The sentences an answer quotes: the best, those close to it, its likely neighbours, whole lists.
 
-    A sentence joins when its probability is at least `answer_relative_score` of the best one's; a
-    neighbour of the best joins above `answer_neighbour_score` (answers cross sentence boundaries); a
+    A sentence joins when its probability is at least `answer.relative_score` of the best one's; a
+    neighbour of the best joins above `answer.neighbour_score` (answers cross sentence boundaries); a
     lead-in ending in a colon brings its list items. Both values are fitted on external data.
     """
     if not candidates:
         return []
     enumeration = bool(_ENUMERATION.search(comparable(question)))
-    limit = settings.answer_max_sentences_list if enumeration else settings.answer_max_sentences
+    limit = answer.max_sentences_list if enumeration else answer.max_sentences
     best = candidates[0]
     chosen: list[ScoredSentence] = [best]
     for candidate in candidates[1:]:
-        if len(chosen) == limit or candidate.score < best.score * settings.answer_relative_score:
+        if len(chosen) == limit or candidate.score < best.score * answer.relative_score:
             break
         if not _redundant(candidate, chosen):
             chosen.append(candidate)
@@ -207,22 +209,19 @@ def choose_sentences(question: str, candidates: Sequence[ScoredSentence], settin
     )
     place = same_passage.index(best)
     for neighbour in same_passage[max(0, place - 1) : place] + same_passage[place + 1 : place + 2]:
-        if (
-            neighbour.score >= settings.answer_neighbour_score
-            and (neighbour.hit.chunk.chunk_id, neighbour.start) not in taken
-        ):
+        if neighbour.score >= answer.neighbour_score and (neighbour.hit.chunk.chunk_id, neighbour.start) not in taken:
             chosen.append(neighbour)
-    return chosen + list_items(chosen, candidates, settings.answer_max_sentences_list)
+    return chosen + list_items(chosen, candidates, answer.max_sentences_list)
 
 
 def compose(
-    question: str, candidates: Sequence[ScoredSentence], settings: Settings
+    question: str, candidates: Sequence[ScoredSentence], answer: AnswerSettings
 ) -> tuple[str, list[Citation], list[SentenceSupport]]:
     """The chosen sentences (`choose_sentences`), verbatim, grouped by passage, each with `[n]`.
 
     `question` is what was searched; `candidates` come from `score_sentences`, best first.
     """
-    chosen = choose_sentences(question, candidates, settings)
+    chosen = choose_sentences(question, candidates, answer)
     if not chosen:
         return "", [], []
 
@@ -239,7 +238,7 @@ def compose(
         lines.append("".join(("\n" if LIST_ITEM.match(c.text) else "") + f"{c.text}[{n}]" for c in sentences))
         claims += [(c.text, [n]) for c in sentences]
     passages = {c.n: c.passage for c in citations}
-    support = check_citations(claims, passages, CitationRule.from_settings(settings))
+    support = check_citations(claims, passages, CitationRule.from_settings(answer))
     return "\n".join(lines), citations, support
 
 

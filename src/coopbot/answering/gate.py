@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from coopbot.answering.extractive import QuestionWords, Rarity, ScoredSentence
 from coopbot.answering.model import fitted_models
-from coopbot.config import Settings
 from coopbot.schema import Hit
 from coopbot.text.normalise import comparable
 
@@ -86,11 +85,11 @@ def _best(sentences: Sequence[ScoredSentence], feature: str) -> float:
 
 
 def decide(
-    question: str, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity, settings: Settings
+    question: str, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity, threshold: float | None
 ) -> Decision:
-    """Answer or refuse: the fitted probability against the fitted (or configured) threshold."""
+    """Answer or refuse: the fitted probability against `threshold` (None: the fitted threshold)."""
     model = fitted_models()["answerability"]
-    threshold = model.threshold if settings.refusal_threshold is None else settings.refusal_threshold
+    threshold = model.threshold if threshold is None else threshold
     words = QuestionWords.of(question, rarity)
     if not hits or not sentences or not words.weights:
         return Decision(0.0, threshold)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from coopbot.answering.citations import UNSUPPORTED_MARK, Attacher, CitationRule
 from coopbot.answering.extractive import ScoredSentence
 from coopbot.answering.prompt import build_prompt
-from coopbot.config import Settings
+from coopbot.config import AnswerSettings, LLMSettings
 from coopbot.llm.base import GenerationError, Generator
 from coopbot.schema import Citation, SentenceSupport
 
@@ -34,7 +34,7 @@ class Generated:
 
 
 def generate(
-    generator: Generator, question: str, sentences: Sequence[ScoredSentence], settings: Settings
+    generator: Generator, question: str, sentences: Sequence[ScoredSentence], answer: AnswerSettings, llm: LLMSettings
 ) -> Iterator[str | Generated]:
     """Stream checked sentences, then the `Generated` summary.
 
@@ -42,14 +42,14 @@ def generate(
     a failure after that keeps the checked sentences so far and names the failure in `Generated.failed`.
     """
     began = time.perf_counter()
-    prompt = build_prompt(question, sentences, generator.count_tokens, settings.llm_prompt_tokens)
+    prompt = build_prompt(question, sentences, generator.count_tokens, llm.prompt_tokens)
     prompt_ready = time.perf_counter()
-    attacher = Attacher(prompt.passages, CitationRule.from_settings(settings), settings.unsupported_sentences, question)
+    attacher = Attacher(prompt.passages, CitationRule.from_settings(answer), answer.unsupported_sentences, question)
     failed: str | None = None
     first_token: float | None = None
     pieces = 0
     shown_any = False
-    stream = generator.stream(prompt.messages, max_tokens=settings.llm_max_tokens, timeout_s=settings.llm_timeout_s)
+    stream = generator.stream(prompt.messages, max_tokens=llm.max_tokens, timeout_s=llm.timeout_s)
     try:
         for piece in stream:
             if first_token is None:

@@ -61,7 +61,7 @@ def _each_eval_set(folder: Path) -> Iterator[tuple[EvalSet, Settings, Path]]:
     project = load_settings()
     if not folder.is_dir() or not (folders := find_eval_sets(folder)):
         fail(f"{folder} holds no evaluation set: a set is a folder with corpus.jsonl and queries.jsonl", 2)
-    base = project.model_copy(update={"embedding_model": model_location(project)})
+    base = project.replace(embedding_model=model_location(project))
     with tempfile.TemporaryDirectory(prefix="coopbot-eval-") as tmp:
         for set_folder in folders:
             try:
@@ -112,7 +112,7 @@ def eval_retrieval_command(
                 query_embedder=query_embedder,
                 progress=advance,
             )
-        summaries.append(summarise(result, base.retriever))
+        summaries.append(summarise(result, base.retrieval.retriever))
     if as_json:
         print_json(summaries[0] if len(summaries) == 1 else summaries)
     else:

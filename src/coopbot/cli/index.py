@@ -90,7 +90,7 @@ def reindex_command(
     offline()
     settings = load_settings()
     if not force:
-        fail(f"this deletes the collection '{settings.collection}' and re-embeds every chunk: add --force")
+        fail(f"this deletes the collection '{settings.index.collection}' and re-embeds every chunk: add --force")
     report = run_ingest(settings, None, None, force=True)
     print_json(ingest_report_to_dict(report)) if as_json else _print_report(report)
 

@@ -77,9 +77,11 @@ def ask_all(
     asked = []
     for done, query in enumerate(eval_set.queries, start=1):
         for left_out in (False, True):
-            hits = retriever.search(query.question, settings.answer_top_k, exclude=query.gold_ids if left_out else ())
-            read = hits[: settings.answer_passages]
-            rows = sentence_features(query.question, query.question, read, embedder, settings, rarity)
+            hits = retriever.search(query.question, settings.answer.top_k, exclude=query.gold_ids if left_out else ())
+            read = hits[: settings.answer.passages]
+            rows = sentence_features(
+                query.question, query.question, read, embedder, settings.answer.min_sentence_chars, rarity
+            )
             present = any(holds_answer(query, h.chunk.text) for h in read)
             asked.append(Asked(query, left_out, hits, rows, present))
         if progress:
@@ -145,7 +147,7 @@ def measure(
         if not a.answerable or not a.answer_present:
             continue
         ranked = a.scored(models["sentence"])
-        picked = "".join(c.text for c in choose_sentences(a.query.question, ranked, settings))
+        picked = "".join(c.text for c in choose_sentences(a.query.question, ranked, settings.answer))
         reachable += 1
         chosen += a.holds_answer(picked)
         best += bool(ranked) and a.holds_answer(ranked[0].text)

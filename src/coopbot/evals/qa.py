@@ -128,7 +128,7 @@ def run_cases(assistant: Assistant, cases: Iterable[QACase], progress: Progress 
     from coopbot.assistant import QuestionError
 
     todo = list(cases)
-    rule = CitationRule.from_settings(assistant.settings)
+    rule = CitationRule.from_settings(assistant.settings.answer)
     results = []
     for done, case in enumerate(todo, start=1):
         began = time.perf_counter()

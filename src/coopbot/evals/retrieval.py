@@ -127,9 +127,7 @@ def collection_name(name: str) -> str:
 
 def eval_settings(base: Settings, data_dir: Path, name: str) -> Settings:
     """`base` with its own data dir and a collection of the set's own (embedded Chroma)."""
-    return base.model_copy(
-        update={"data_dir": data_dir, "collection": collection_name(name), "chroma_mode": "embedded"}
-    )
+    return base.replace(data_dir=data_dir, collection=collection_name(name), chroma_mode="embedded")
 
 
 def passage_chunk(passage: Passage, set_name: str) -> StoredChunk:
@@ -179,7 +177,7 @@ def index_eval_set(
         if todo:
             embedder = embedder or load_embedder(settings)
             todo.sort(key=lambda s: len(s.chunk.embed_text))  # similar lengths per batch: less padding
-            batch = settings.embed_batch_size * 8
+            batch = settings.index.embed_batch_size * 8
             for start in range(0, len(todo), batch):
                 part = todo[start : start + batch]
                 writes.add(part, embedder.embed_passages([s.chunk.embed_text for s in part]))

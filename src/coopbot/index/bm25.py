@@ -52,7 +52,7 @@ def tokenizer_fingerprint() -> str:
 
 def index_path(settings: Settings) -> Path:
     """The lexical index file of the configured collection."""
-    return settings.data_dir / "lexical" / f"{settings.collection}.json"
+    return settings.data_dir / "lexical" / f"{settings.index.collection}.json"
 
 
 @dataclass(frozen=True)

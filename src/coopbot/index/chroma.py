@@ -91,9 +91,9 @@ def indexed_model(settings: Settings) -> dict[str, Any] | None:
     """
     client = make_client(settings)
     names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
-    if settings.collection not in names:
+    if settings.index.collection not in names:
         return None
-    metadata = client.get_collection(settings.collection, embedding_function=None).metadata or {}
+    metadata = client.get_collection(settings.index.collection, embedding_function=None).metadata or {}
     return {"model": metadata.get(MODEL_KEY), "fingerprint": metadata.get(FINGERPRINT_KEY)}
 
 
@@ -105,12 +105,14 @@ def make_client(settings: Settings) -> ClientAPI:
     except ImportError as exc:  # pragma: no cover - a broken install
         raise StoreError(f"chromadb cannot be imported ({exc}): pip install coopbot") from exc
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.chroma_mode == "server":
+    if settings.index.chroma_mode == "server":
         try:
-            return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+            return chromadb.HttpClient(
+                host=settings.index.chroma_host, port=settings.index.chroma_port, settings=chroma_settings
+            )
         except Exception as exc:
             raise StoreError(
-                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({exc}). "
+                f"cannot reach the Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} ({exc}). "
                 "Start it with `chroma run --path DIR --host HOST --port PORT`, or set COOPBOT_CHROMA_MODE=embedded."
             ) from exc
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
@@ -147,7 +149,7 @@ class ChunkStore:
         if self._collection is not None:
             return self._collection
         collection = self.client.get_or_create_collection(
-            self.settings.collection,
+            self.settings.index.collection,
             embedding_function=None,  # vectors always come from coopbot; Chroma's default would download
             metadata={MODEL_KEY: identity.name, FINGERPRINT_KEY: identity.fingerprint},
             configuration={"hnsw": {"space": "cosine"}},
@@ -158,7 +160,7 @@ class ChunkStore:
                 collection.modify(metadata={MODEL_KEY: identity.name, FINGERPRINT_KEY: identity.fingerprint})
             else:
                 raise ModelMismatchError(
-                    f"The collection '{self.settings.collection}' holds vectors of the embedding model "
+                    f"The collection '{self.settings.index.collection}' holds vectors of the embedding model "
                     f"{stored.get(MODEL_KEY)!r} (fingerprint {stored.get(FINGERPRINT_KEY)}), but the configured "
                     f"model is {identity.name!r} (fingerprint {identity.fingerprint}). Mixing them would make "
                     "search meaningless. Run `coopbot reindex --force` to rebuild the index with the configured "
@@ -263,8 +265,8 @@ class ChunkStore:
     def drop(self) -> None:
         """Delete the whole collection (for `reindex --force`)."""
         names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
-        if self.settings.collection in names:
-            self.client.delete_collection(self.settings.collection)
+        if self.settings.index.collection in names:
+            self.client.delete_collection(self.settings.index.collection)
         self._collection = None
 
     def _batch(self) -> int:

@@ -60,9 +60,9 @@ def prepare_bundled(settings: Settings, *, force: bool = False) -> Path:
 
 def model_location(settings: Settings) -> str:
     """A path or hub name that `SentenceTransformer()` accepts, preparing the bundled model if needed."""
-    if settings.embedding_model == BUNDLED_MODEL:
+    if settings.index.embedding_model == BUNDLED_MODEL:
         return str(prepare_bundled(settings))
-    return settings.embedding_model
+    return settings.index.embedding_model
 
 
 def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
@@ -103,7 +103,7 @@ def model_identity(settings: Settings) -> ModelIdentity:
         fingerprint = _folder_fingerprint(folder, settings.models_dir / "fingerprints.json")
     else:  # a hub name: the loaded weights are the only trustworthy identity
         fingerprint = load_embedder(settings).weights_fingerprint()
-    return ModelIdentity(settings.embedding_model, fingerprint)
+    return ModelIdentity(settings.index.embedding_model, fingerprint)
 
 
 class Embedder:
@@ -126,11 +126,11 @@ class Embedder:
 
     def embed_passages(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors for passages, `passage_prefix` prepended."""
-        return self._encode([self.settings.passage_prefix + t for t in texts])
+        return self._encode([self.settings.index.passage_prefix + t for t in texts])
 
     def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors for questions, `query_prefix` prepended."""
-        return self._encode([self.settings.query_prefix + t for t in texts])
+        return self._encode([self.settings.index.query_prefix + t for t in texts])
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         """One question's unit vector, remembered for the last few questions: retrieval and the answer
@@ -171,7 +171,7 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
             texts,
-            batch_size=self.settings.embed_batch_size,
+            batch_size=self.settings.index.embed_batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
@@ -194,7 +194,7 @@ def load_embedder(settings: Settings) -> Embedder:
     """Load (once per process) the configured model; hub models load only where a hub is reachable."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     location = model_location(settings)
-    key = (location, settings.query_prefix, settings.passage_prefix)
+    key = (location, settings.index.query_prefix, settings.index.passage_prefix)
     if key in _LOADED:
         return _LOADED[key]
     try:

@@ -73,7 +73,9 @@ class HybridIndex:
         self._checked = 0.0
 
     def _load_lexical(self) -> LexicalIndex:
-        return LexicalIndex.load(index_path(self.settings), k1=self.settings.bm25_k1, b=self.settings.bm25_b)
+        return LexicalIndex.load(
+            index_path(self.settings), k1=self.settings.index.bm25_k1, b=self.settings.index.bm25_b
+        )
 
     @property
     def lexical(self) -> LexicalIndex:

@@ -190,10 +190,10 @@ class KnowledgeBase:
         that is too large, of an unsupported type, or unreadable.
         """
         name = safe_filename(filename)
-        limit = int(self.settings.max_upload_mb * 1024 * 1024)
+        limit = int(self.settings.server.max_upload_mb * 1024 * 1024)
         if len(data) > limit:
             raise DocumentError(
-                f"文件太大（{len(data) / 1048576:.1f} MB）：上限是 {self.settings.max_upload_mb:g} MB。", 413
+                f"文件太大（{len(data) / 1048576:.1f} MB）：上限是 {self.settings.server.max_upload_mb:g} MB。", 413
             )
         if not data:
             raise DocumentError("文件是空的。")

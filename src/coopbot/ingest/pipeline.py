@@ -63,7 +63,9 @@ Progress = Callable[[str, int, int], None]
 
 def pipeline_fingerprint(settings: Settings) -> str:
     """Changes when the reader, cleaning rules, chunker or chunk settings change, so files get re-cut."""
-    digest = hashlib.sha256(f"{settings.chunk_size}/{settings.chunk_min_size}/{settings.chunk_overlap}".encode())
+    digest = hashlib.sha256(
+        f"{settings.index.chunk_size}/{settings.index.chunk_min_size}/{settings.index.chunk_overlap}".encode()
+    )
     package = resources.files("coopbot")
     readers = sorted(f.name for f in package.joinpath("ingest", "loaders").iterdir() if f.name.endswith(".py"))
     sources = [f"ingest/loaders/{name}" for name in readers]
@@ -88,7 +90,7 @@ def discover(paths: Sequence[Path], settings: Settings) -> tuple[list[Source], l
             relative = path.relative_to(given)
             if any(part.startswith(".") for part in relative.parts):
                 continue
-            if any(relative.match(pattern) for pattern in settings.exclude):
+            if any(relative.match(pattern) for pattern in settings.index.exclude):
                 continue
             sources.append(Source(path, relative.as_posix(), str(given.resolve())))
     return sources, skipped
@@ -195,9 +197,9 @@ def _plan_changes(
                 progress("files", done, len(sources))
         chunks = chunking.chunk_document(
             document,
-            size=settings.chunk_size,
-            min_size=settings.chunk_min_size,
-            overlap=settings.chunk_overlap,
+            size=settings.index.chunk_size,
+            min_size=settings.index.chunk_min_size,
+            overlap=settings.index.chunk_overlap,
         )
         if not chunks:
             report.skipped.append(SkippedFile(str(source.path), "no text left after cleaning: nothing to index"))
@@ -226,7 +228,7 @@ def _apply(
     group: list[_Plan] = []
     for plan in plans:
         group.append(plan)
-        if sum(len(p.to_embed) for p in group) >= settings.embed_batch_size * _GROUP_BATCHES:
+        if sum(len(p.to_embed) for p in group) >= settings.index.embed_batch_size * _GROUP_BATCHES:
             embedder = _commit(writes, group, embedder, settings, report, counter)
             group = []
     _commit(writes, group, embedder, settings, report, counter)
@@ -278,7 +280,7 @@ def _commit(
     if texts:
         embedder = embedder or load_embedder(settings)
         begin = time.perf_counter()
-        vectors = _embed_sorted(embedder, texts, settings.embed_batch_size, counter)
+        vectors = _embed_sorted(embedder, texts, settings.index.embed_batch_size, counter)
         report.embed_seconds += time.perf_counter() - begin
     offset = 0
     for plan in group:

@@ -98,7 +98,7 @@ def check_model_runs(model_path: Path, settings: Settings) -> RunCheck:
     generator = LocalModelGenerator(model_path, settings, server)
     try:
         messages = [{"role": "user", "content": PROBE_QUESTION}]
-        text = "".join(generator.stream(messages, max_tokens=24, timeout_s=settings.llm_start_timeout_s)).strip()
+        text = "".join(generator.stream(messages, max_tokens=24, timeout_s=settings.llm.start_timeout_s)).strip()
         result = RunCheck(bool(text), text or "模型没有输出任何内容。", round(time.monotonic() - began, 1), key)
     except GenerationError as exc:
         deadline = time.monotonic() + 5  # a crash mid-answer: let the monitor see the exit and say how it ended

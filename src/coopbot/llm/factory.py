@@ -21,17 +21,17 @@ def local_backend_missing() -> str | None:
 
 def make_generator(settings: Settings) -> Generator | None:
     """The configured backend; None means extractive."""
-    match settings.llm:
+    match settings.llm.backend:
         case "extractive":
             return None
         case "openai":
             from coopbot.llm.openai import OpenAIGenerator
 
-            return OpenAIGenerator(settings)
+            return OpenAIGenerator(settings.llm)
         case "langchain":
             from coopbot.llm.langchain import LangChainGenerator
 
-            return LangChainGenerator.from_settings(settings)
+            return LangChainGenerator.from_settings(settings.llm)
         case "llamacpp":
             missing = local_backend_missing()
             if missing is not None:

@@ -12,14 +12,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from coopbot.config import Settings
+from coopbot.config import LLMSettings
 from coopbot.llm.base import BackendConfigError, Message, ModelStatus, deadline_stream, estimate_tokens
 
 # Settings that most chat model classes take under these names; passed only to a class that has the field.
-_COMMON = {"max_tokens": "llm_max_tokens", "temperature": "llm_temperature"}
+_COMMON = ("max_tokens", "temperature")
 
 
-def load_chat_model(import_path: str, kwargs: dict[str, Any], settings: Settings) -> Any:
+def load_chat_model(import_path: str, kwargs: dict[str, Any], llm: LLMSettings) -> Any:
     """Import `module.Class` and build it; a clear error naming the package when it is not installed."""
     module_name, _, class_name = import_path.rpartition(".")
     if not module_name or not class_name:
@@ -37,7 +37,7 @@ def load_chat_model(import_path: str, kwargs: dict[str, Any], settings: Settings
     if cls is None:
         raise BackendConfigError(f"{module_name} has no {class_name}: check COOPBOT_LANGCHAIN_CHAT_MODEL")
     fields = getattr(cls, "model_fields", {})
-    defaults = {name: getattr(settings, setting) for name, setting in _COMMON.items() if name in fields}
+    defaults = {name: getattr(llm, name) for name in _COMMON if name in fields}
     try:
         return cls(**{**defaults, **kwargs})
     except Exception as exc:  # pydantic validation of the model's own fields
@@ -54,13 +54,13 @@ class LangChainGenerator:
         self.label = label
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LangChainGenerator:
-        if not settings.langchain_chat_model:
+    def from_settings(cls, llm: LLMSettings) -> LangChainGenerator:
+        if not llm.langchain_chat_model:
             raise BackendConfigError(
                 "COOPBOT_LLM=langchain needs COOPBOT_LANGCHAIN_CHAT_MODEL, e.g. langchain_openai.ChatOpenAI"
             )
-        model = load_chat_model(settings.langchain_chat_model, settings.langchain_kwargs, settings)
-        return cls(model, settings.langchain_chat_model)
+        model = load_chat_model(llm.langchain_chat_model, llm.langchain_kwargs, llm)
+        return cls(model, llm.langchain_chat_model)
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)  # a model's own counter may need a download (tiktoken): never at answer time

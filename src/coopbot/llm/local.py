@@ -26,11 +26,11 @@ def model_server(model_path: Path, settings: Settings, *, max_failed_starts: int
     """The supervised llama.cpp server for `model_path`, configured from the settings (not started)."""
     from coopbot.llm.models import check_gguf
 
-    threads = settings.llm_threads or os.cpu_count() or 1
+    threads = settings.llm.threads or os.cpu_count() or 1
     return ModelServer(
-        llama_server_args(model_path, threads=threads, ctx=settings.llm_ctx, verbose=settings.llm_server_log),
-        start_timeout_s=settings.llm_start_timeout_s,
-        log_path=settings.data_dir / "logs" / "model-server.log" if settings.llm_server_log else None,
+        llama_server_args(model_path, threads=threads, ctx=settings.llm.ctx, verbose=settings.llm.server_log),
+        start_timeout_s=settings.llm.start_timeout_s,
+        log_path=settings.data_dir / "logs" / "model-server.log" if settings.llm.server_log else None,
         preflight=lambda: check_gguf(model_path),
         max_failed_starts=max_failed_starts,
     )
@@ -65,7 +65,7 @@ class LocalModelGenerator:
             "model": self.model_path.stem,
             "messages": list(messages),
             "max_tokens": max_tokens,
-            "temperature": self.settings.llm_temperature,
+            "temperature": self.settings.llm.temperature,
             # llama.cpp's server defaults to 1.1, the library to 1.0: a penalty on repeated tokens pushes a model
             # that should copy the passages' figures and names away from them (answer-point recall 0.781 vs 0.812)
             "repeat_penalty": 1.0,

@@ -52,8 +52,8 @@ def default_model_path(settings: Settings) -> Path:
 
 
 def configured_model_path(settings: Settings) -> Path:
-    """The GGUF the `llamacpp` backend loads: `llm_model_path`, or the assembled default."""
-    return settings.llm_model_path or default_model_path(settings)
+    """The GGUF the `llamacpp` backend loads: `llm.model_path`, or the assembled default."""
+    return settings.llm.model_path or default_model_path(settings)
 
 
 def installed_parts() -> list[Path]:
@@ -182,8 +182,8 @@ def usable_model(settings: Settings) -> Path | None:
 
     Cheap (no hashing): decides `auto` at every start.
     """
-    if settings.llm_model_path is not None:
-        return settings.llm_model_path if settings.llm_model_path.is_file() else None
+    if settings.llm.model_path is not None:
+        return settings.llm.model_path if settings.llm.model_path.is_file() else None
     path = default_model_path(settings)
     return path if is_verified(path) else None
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from coopbot.config import Settings
+from coopbot.config import LLMSettings
 from coopbot.llm.base import GenerationError, GenerationTimeout, Message, ModelStatus, deadline_stream, estimate_tokens
 
 
@@ -72,30 +72,30 @@ class OpenAIGenerator:
 
     name = "openai"
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, llm: LLMSettings) -> None:
+        self.llm = llm
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
     def stream(self, messages: Sequence[Message], *, max_tokens: int, timeout_s: float) -> Iterator[str]:
-        key = self.settings.openai_api_key
+        key = self.llm.openai_api_key
         body = {
-            "model": self.settings.openai_model,
+            "model": self.llm.openai_model,
             "messages": list(messages),
             "max_tokens": max_tokens,
-            "temperature": self.settings.llm_temperature,
+            "temperature": self.llm.temperature,
         }
         return stream_chat(
-            self.settings.openai_base_url,
+            self.llm.openai_base_url,
             body,
             api_key=key.get_secret_value() if key is not None else None,
             timeout_s=timeout_s,
-            where=self.settings.openai_base_url,
+            where=self.llm.openai_base_url,
         )
 
     def status(self) -> ModelStatus:
-        return ModelStatus("remote", detail=self.settings.openai_base_url)
+        return ModelStatus("remote", detail=self.llm.openai_base_url)
 
     def close(self) -> None:
         return None

@@ -1,6 +1,6 @@
 """Question -> ranked chunks: BM25, dense (Chroma), or both fused (the default).
 
-Hybrid search asks both retrievers for their top `retrieval_candidates` chunks and fuses the two
+Hybrid search asks both retrievers for their top `retrieval.candidates` chunks and fuses the two
 rankings (see `fuse`), then drops near-duplicates of passages already chosen (overlapping chunks,
 repeated paragraphs) while filling the top k. Every hit keeps where each retriever ranked it
 (`Hit.dense_rank`, `Hit.lexical_rank`, ...) for the answer layer's refusal gate.
@@ -131,18 +131,18 @@ class Retriever:
     def search(
         self, query: str, k: int = 5, *, mode: RetrieverMode | None = None, exclude: Collection[str] = ()
     ) -> list[Hit]:
-        """The k best chunks for `query`, best first; `mode` defaults to `settings.retriever`.
+        """The k best chunks for `query`, best first; `mode` defaults to `settings.retrieval.retriever`.
 
         `exclude` names chunks to search as if they were not indexed (ranks and score distributions are
         those of the rest): how the answerability fit asks a question with its gold passage left out.
         Raises ValueError for an empty query or k < 1; returns [] when the index is empty.
         """
         query = _check_query(query, k)
-        mode = mode or self.settings.retriever
+        mode = mode or self.settings.retrieval.retriever
         if mode not in MODES:
             raise ValueError(f"unknown retriever mode {mode!r}: use one of {', '.join(MODES)}")
         self.index.keep_in_step()
-        n = max(self.settings.retrieval_candidates, k)
+        n = max(self.settings.retrieval.candidates, k)
         excluded = frozenset(exclude)
         candidates: dict[str, Candidate] = {}
         dense_top: list[float] = []
@@ -171,7 +171,7 @@ class Retriever:
                 c.lexical_score = result.score(c.chunk_id)
         ordered = list(candidates.values())
         if mode == "hybrid":
-            ordered = fuse(ordered, dense_top, lexical_top, self.settings.fusion_lexical_weight)
+            ordered = fuse(ordered, dense_top, lexical_top, self.settings.retrieval.fusion_lexical_weight)
         else:
             for c in ordered:
                 c.score = (c.dense_score if mode == "dense" else c.lexical_score) or 0.0
@@ -179,7 +179,7 @@ class Retriever:
 
     def _select(self, ordered: list[Candidate], k: int, vector: npt.NDArray[np.float32] | None) -> list[Hit]:
         """Fill the top k in order, skipping near-duplicates of chosen hits; fetch lexical-only chunks."""
-        threshold = self.settings.dedup_jaccard
+        threshold = self.settings.retrieval.dedup_jaccard
         chosen: list[tuple[Candidate, frozenset[str]]] = []
         position = 0
         while len(chosen) < k and position < len(ordered):

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from coopbot.config import Settings
+from coopbot.config import RetrievalSettings
 from coopbot.llm.base import GenerationError, GenerationTimeout, Generator
 from coopbot.schema import Turn
 from coopbot.text.words import question_terms
@@ -59,9 +59,9 @@ REWRITE_PROMPT = """你把对话中的后续问题改写成一个意思完整、
 class LLMRewriter:
     """A `QueryRewriter` that asks the answer model; the heuristic answers when the model fails or is slow."""
 
-    def __init__(self, generator: Generator, settings: Settings, fallback: QueryRewriter = heuristic_rewrite) -> None:
+    def __init__(self, generator: Generator, timeout_s: float, fallback: QueryRewriter = heuristic_rewrite) -> None:
         self.generator = generator
-        self.settings = settings
+        self.timeout_s = timeout_s
         self.fallback = fallback
         self.last_error: str | None = None
 
@@ -72,7 +72,7 @@ class LLMRewriter:
         lines = [f"{'用户' if t.role == 'user' else '助手'}：{t.content.strip()[:300]}" for t in history[-6:]]
         user = "对话：\n" + "\n".join(lines) + f"\n\n后续问题：{question}\n\n改写后的问题："
         pieces: list[str] = []
-        limit = self.settings.rewrite_timeout_s
+        limit = self.timeout_s
         began = time.monotonic()
         try:
             messages = [{"role": "system", "content": REWRITE_PROMPT}, {"role": "user", "content": user}]
@@ -104,8 +104,8 @@ def _clean_rewrite(text: str) -> str:
     return line.strip().strip("\"'“”「」")
 
 
-def make_rewriter(settings: Settings, generator: Generator | None) -> QueryRewriter:
+def make_rewriter(retrieval: RetrievalSettings, generator: Generator | None) -> QueryRewriter:
     """The configured follow-up rewriter: the model's when asked for and a model is in use, else the heuristic."""
-    if settings.query_rewriter == "llm" and generator is not None:
-        return LLMRewriter(generator, settings)
+    if retrieval.query_rewriter == "llm" and generator is not None:
+        return LLMRewriter(generator, retrieval.rewrite_timeout_s)
     return heuristic_rewrite

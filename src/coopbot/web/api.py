@@ -144,8 +144,8 @@ def create_app(service: Service) -> FastAPI:
     settings = service.settings
     app.add_middleware(
         BodyLimit,
-        limit=settings.max_request_kb * 1024,
-        upload_limit=int(settings.max_upload_mb * 1024 * 1024) + 64 * 1024,
+        limit=settings.server.max_request_kb * 1024,
+        upload_limit=int(settings.server.max_upload_mb * 1024 * 1024) + 64 * 1024,
     )
     _add_error_handlers(app)
 
@@ -192,7 +192,7 @@ def create_app(service: Service) -> FastAPI:
     @app.post("/api/documents", tags=["documents"], dependencies=[Depends(admin)])
     def upload(file: Annotated[UploadFile, File(description=_UPLOAD_FILE_HELP)]) -> dict[str, Any]:
         """Add or replace a document in the knowledge dir and index it (admin token)."""
-        data = file.file.read(int(settings.max_upload_mb * 1024 * 1024) + 1)
+        data = file.file.read(int(settings.server.max_upload_mb * 1024 * 1024) + 1)
         name, report = service.knowledge.add(file.filename or "", data)
         return {"doc_id": name, "report": ingest_report_to_dict(report)}
 

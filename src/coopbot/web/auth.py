@@ -47,10 +47,10 @@ class Guard:
     """The server's credentials, read once from settings; every check compares in constant time."""
 
     def __init__(self, settings: Settings) -> None:
-        self.api_keys = [k.get_secret_value() for k in settings.api_keys if k.get_secret_value()]
-        self.admin_token = settings.admin_token.get_secret_value()
-        self.embed_secret = settings.embed_secret.get_secret_value()
-        self.embed_ttl = settings.embed_token_ttl
+        self.api_keys = [k.get_secret_value() for k in settings.server.api_keys if k.get_secret_value()]
+        self.admin_token = settings.server.admin_token.get_secret_value()
+        self.embed_secret = settings.server.embed_secret.get_secret_value()
+        self.embed_ttl = settings.server.embed_token_ttl
 
     @property
     def api_open(self) -> bool:

@@ -2,7 +2,7 @@
 
 `main()` is what `python -m coopbot.web`, `coopbot serve` and `python app.py` run; its `serve()` brings the
 index up to date with the knowledge dir (incremental, progress logged), build the shared `Service`, then run uvicorn on
-settings.host:settings.port. Nothing reaches the network: analytics are off and there is no share link.
+settings.server.host:settings.server.port. Nothing reaches the network: analytics are off and there is no share link.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def tune_threads(settings: Settings) -> int:
     0.14 s wall / 0.10 s CPU with one thread; concurrent answers then run side by side instead."""
     import torch
 
-    threads = max(1, (os.cpu_count() or 1) // settings.answer_workers)
+    threads = max(1, (os.cpu_count() or 1) // settings.server.answer_workers)
     torch.set_num_threads(threads)
     return threads
 
@@ -94,16 +94,16 @@ def create_server(service: Service) -> FastAPI:
 
     settings = service.settings
     app = create_app(service)
-    if settings.cors_origins:
+    if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.cors_origins,
+            allow_origins=settings.server.cors_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],  # Gradio's client sends its own headers (x-gradio-user...)
         )
     app.add_middleware(PageGuard, service=service)
     common = {
-        "max_file_size": int(settings.max_upload_mb * 1024 * 1024),
+        "max_file_size": int(settings.server.max_upload_mb * 1024 * 1024),
         "footer_links": [],
         "run_history": False,
         "ssr_mode": False,
@@ -168,7 +168,7 @@ class PageGuard:
     def __init__(self, app: ASGIApp, service: Service) -> None:
         self.app = app
         self.service = service
-        ancestors = " ".join(service.settings.frame_ancestors) or "'none'"
+        ancestors = " ".join(service.settings.server.frame_ancestors) or "'none'"
         self.embed_csp = f"frame-ancestors {ancestors}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -235,18 +235,20 @@ def serve(settings: Settings | None = None) -> None:
     service = build_service(settings)
     update_index(service)  # may use every core: nothing else runs yet
     threads = tune_threads(settings)
-    log.info("回答并发 %d 个，每个使用 %d 个 CPU 线程", settings.answer_workers, threads)
+    log.info("回答并发 %d 个，每个使用 %d 个 CPU 线程", settings.server.answer_workers, threads)
     app = create_server(service)
     log.info(
         "coopbot 已就绪（%.1f 秒）：http://%s:%d/  嵌入页 /embed  API 文档 /docs",
         time.perf_counter() - began,
-        settings.host,
-        settings.port,
+        settings.server.host,
+        settings.server.port,
     )
-    if settings.warm_up:
+    if settings.server.warm_up:
         service.warm_up()
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=3)
+        uvicorn.run(
+            app, host=settings.server.host, port=settings.server.port, log_level="info", timeout_graceful_shutdown=3
+        )
     finally:
         service.close()
 

@@ -1,7 +1,7 @@
 """What the web server shares between every request: one Assistant, the knowledge base, feedback, auth.
 
-Answers are CPU-bound, so at most `answer_workers` are computed at once and the rest wait in line
-(up to `answer_wait_seconds`, then `Busy`); index changes take the knowledge base's write lock, so no
+Answers are CPU-bound, so at most `server.answer_workers` are computed at once and the rest wait in line
+(up to `server.answer_wait_seconds`, then `Busy`); index changes take the knowledge base's write lock, so no
 answer reads a half-rewritten index. The UI and the API only translate to and from these calls.
 """
 
@@ -28,7 +28,7 @@ _WARM_BATCH = 64
 
 
 class Busy(RuntimeError):
-    """Every answer slot stayed taken for `answer_wait_seconds` (HTTP 503); the message says to retry."""
+    """Every answer slot stayed taken for `server.answer_wait_seconds` (HTTP 503); the message says to retry."""
 
 
 class Service:
@@ -40,15 +40,15 @@ class Service:
         self.guard = Guard(settings)
         self.feedback = FeedbackStore(settings.data_dir / "feedback.jsonl")
         self.knowledge = KnowledgeBase(settings, index=self.assistant.retriever.index, embedder=self.assistant.embedder)
-        self._slots = threading.BoundedSemaphore(settings.answer_workers)
+        self._slots = threading.BoundedSemaphore(settings.server.answer_workers)
         self.started = time.time()
         self.warmed = False
         self._closing = threading.Event()
 
     def _enter(self) -> float:
         """Take an answer slot and a read lock on the index, or raise Busy; returns the deadline."""
-        deadline = time.monotonic() + self.settings.answer_wait_seconds
-        if not self._slots.acquire(timeout=self.settings.answer_wait_seconds):
+        deadline = time.monotonic() + self.settings.server.answer_wait_seconds
+        if not self._slots.acquire(timeout=self.settings.server.answer_wait_seconds):
             raise Busy("服务器繁忙：请稍后再试。")
         if not self.knowledge.lock.acquire_read(timeout=max(0.0, deadline - time.monotonic())):
             self._slots.release()
@@ -97,7 +97,7 @@ class Service:
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         began = time.perf_counter()
-        minimum = self.settings.answer_min_sentence_chars
+        minimum = self.settings.answer.min_sentence_chars
         sentences: list[str] = []
         for stored in self.knowledge.index.chunks():
             text = stored.chunk.text

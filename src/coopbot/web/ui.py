@@ -232,7 +232,7 @@ def build_page(service: Service) -> gr.Blocks:
                 _chat_block(service, compact=False)
             with gr.Tab("知识库", id="knowledge"):
                 _knowledge_tab(service)
-    page.queue(default_concurrency_limit=service.settings.answer_workers)
+    page.queue(default_concurrency_limit=service.settings.server.answer_workers)
     return page  # type: ignore[no-any-return]
 
 
@@ -240,7 +240,7 @@ def build_embed(service: Service) -> gr.Blocks:
     """`/embed`: the compact chat for an iframe or `<gradio-app>`, without the knowledge tab."""
     with gr.Blocks(title="coopbot 问答", analytics_enabled=False, fill_width=True) as embed:
         _chat_block(service, compact=True)
-    embed.queue(default_concurrency_limit=service.settings.answer_workers)
+    embed.queue(default_concurrency_limit=service.settings.server.answer_workers)
     return embed  # type: ignore[no-any-return]
 
 
@@ -268,10 +268,11 @@ def _knowledge_tab(service: Service) -> None:
     else:
         gr.Markdown("管理功能已关闭：服务器设置 COOPBOT_ADMIN_TOKEN 后，可在这里上传、重建索引和删除文档。")
     token = gr.Textbox(label="管理令牌", type="password", interactive=admin, elem_id="coopbot-admin-token")
+    largest_mb = service.settings.server.max_upload_mb
     with gr.Row():
         with gr.Column():
             upload = gr.File(
-                label=f"上传文档（{' '.join(SUPPORTED_SUFFIXES)}，不超过 {service.settings.max_upload_mb:g} MB）",
+                label=f"上传文档（{' '.join(SUPPORTED_SUFFIXES)}，不超过 {largest_mb:g} MB）",
                 file_types=list(SUPPORTED_SUFFIXES),
                 file_count="single",
                 interactive=admin,
