@@ -5,6 +5,7 @@ Real Chroma (what the invariant is about) and the fake embedder (vectors only ne
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from coopbot.index.bm25 import LexicalIndex, index_path
 from coopbot.index.chroma import StoredChunk, indexed_model
 from coopbot.index.embedder import Embedder, model_identity
 from coopbot.index.hybrid import HybridIndex, Writes
+from coopbot.ingest import pipeline
 
 from ..fakes.embedder import fake_embedder, fake_settings
 
@@ -157,3 +159,19 @@ def test_the_index_tells_which_model_built_it(settings: Settings, embedder: Embe
         _add(writes, _chunks("yrd"), embedder)
     identity = model_identity(settings)
     assert indexed_model(settings) == {"model": identity.name, "fingerprint": identity.fingerprint}
+
+
+def test_reindex_rebuilds_bm25_from_nothing(settings: Settings, embedder: Embedder) -> None:
+    """A BM25 file with the right ids but empty word lists passes every id check; a rebuild must not reuse it."""
+    (settings.knowledge_dir / "a.md").write_text("# 合作\n\n" + PASSAGES["yrd"][1], encoding="utf-8")
+    pipeline.ingest(settings, embedder=embedder)
+    path = index_path(settings)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["chunks"] = dict.fromkeys(data["chunks"], "")
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert not HybridIndex(settings).lexical.search("科技创新共同体", 5)
+
+    pipeline.reindex(settings, embedder=embedder)
+    rebuilt = HybridIndex(settings)
+    assert _in_step(rebuilt) and all(rebuilt.lexical.tokens(i) for i in rebuilt.lexical.ids)
+    assert rebuilt.lexical.search("科技创新共同体", 5)

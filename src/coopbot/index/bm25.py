@@ -177,11 +177,13 @@ class LexicalIndex:
         *,
         ids: Iterable[str] | None = None,
         texts: Mapping[str, str] | None = None,
+        persist: bool = True,
     ) -> SyncReport:
         """Make the held ids equal the collection's, then save if anything changed (or no file exists yet).
 
         `ids`: the collection's chunk ids if the caller already knows them (else read, metadata only).
         `texts`: embed texts the caller already has; the texts of other missing ids are read from Chroma.
+        `persist`: False keeps the change in memory (a reader must not rewrite a file the writer owns).
         """
         wanted = set(ids) if ids is not None else set(store.records(identity))
         texts = texts or {}
@@ -191,7 +193,7 @@ class LexicalIndex:
         fetched = fetch_embed_texts(store, identity, to_fetch)
         known.update(fetched)
         added, removed = self.update(known, [chunk_id for chunk_id in self._tokens if chunk_id not in wanted])
-        if added or removed or (self.path is not None and not self.path.exists()):
+        if persist and (added or removed or (self.path is not None and not self.path.exists())):
             self.save()
         return SyncReport(added, removed, len(fetched))
 
@@ -270,13 +272,15 @@ class _Bm25:
         corpus = [[vocab.setdefault(word, len(vocab)) for word in tokens[chunk_id]] for chunk_id in self.ids]
         self.vocab = vocab
         self.document_frequency = Counter(word for words in tokens.values() for word in set(words))
-        self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
-        self.model.scores = self.model.build_index_from_ids(list(vocab.values()), corpus, show_progress=False)
-        self.model.vocab_dict = vocab
+        self.model = None
+        if any(corpus):  # no word anywhere (a damaged file): nothing scores, and bm25s would divide by zero
+            self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
+            self.model.scores = self.model.build_index_from_ids(list(vocab.values()), corpus, show_progress=False)
+            self.model.vocab_dict = vocab
 
     def scores(self, words: Sequence[str]) -> npt.NDArray[np.float32]:
         ids = [self.vocab[w] for w in words if w and w in self.vocab]
-        if not ids:
+        if not ids or self.model is None:
             return np.zeros(len(self.ids), dtype=np.float32)
         return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
 

@@ -5,6 +5,9 @@ when the block ends (one file write per ingest, not one per file). A block that 
 killed in the middle of one, leaves BM25 behind the collection; the next block or `refresh` heals it,
 because the collection stays the source of truth. Readers in other processes catch up in
 `keep_in_step` (the BM25 file was rewritten, or the collection's size moved).
+
+Writing an embedded index takes the writer lock (`writer_lock`): one writing process at a time. While
+another process writes, a reader heals BM25 in memory only and leaves the writer's file alone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
+from coopbot.index import writer_lock
 from coopbot.index.bm25 import LexicalIndex, SyncReport, index_path
 from coopbot.index.chroma import ChunkRecord, ChunkStore, StoredChunk
 from coopbot.index.embedder import ModelIdentity, model_identity
@@ -105,7 +109,7 @@ class HybridIndex:
         if unknown:
             with self._lock:
                 self._lexical.update(unknown)
-                self._lexical.save()
+                self._save_if_writer()
         return hits
 
     def get(
@@ -120,8 +124,13 @@ class HybridIndex:
         if gone:
             with self._lock:
                 self._lexical.update({}, gone)
-                self._lexical.save()
+                self._save_if_writer()
         return found, cosines
+
+    def _save_if_writer(self) -> None:
+        with writer_lock.if_free(self.settings) as may_write:
+            if may_write:
+                self._lexical.save()
 
     # -- keeping BM25 equal to the collection ------------------------------------------------------------
 
@@ -131,7 +140,8 @@ class HybridIndex:
         with self._lock:
             if self._lexical.file_changed():
                 self._lexical = self._load_lexical()
-            report = self._lexical.sync(self._store, self.identity)
+            with writer_lock.if_free(self.settings) as may_write:
+                report = self._lexical.sync(self._store, self.identity, persist=may_write)
             self._lexical.prepare()
             self._checked = time.monotonic()
             return report
@@ -151,18 +161,20 @@ class HybridIndex:
 
         The new chunks are tokenised from the texts written; chunks BM25 missed before (an interrupted
         run) are read back. If the block raises, BM25 is left as it was, to be healed by the next block.
+        Raises `writer_lock.IndexBusy` when another process is writing this (embedded) index.
         """
-        writes = Writes(self._store, self.identity)
-        yield writes
-        with self._lock:
-            if self._lexical.file_changed():
-                self._lexical = self._load_lexical()
-            self._lexical.update({}, writes.removed & writes.texts.keys())  # rewritten under the same id
-            self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts)
+        with writer_lock.writer(self.settings):
+            writes = Writes(self._store, self.identity)
+            yield writes
+            with self._lock:
+                if self._lexical.file_changed():
+                    self._lexical = self._load_lexical()
+                self._lexical.update({}, writes.removed & writes.texts.keys())  # rewritten under the same id
+                self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts)
 
     def drop(self) -> None:
-        """Delete the collection and empty BM25 with it (a rebuild: `reindex --force`)."""
-        self._store.drop()
-        with self._lock:
-            self._lexical.update({}, self._lexical.ids)
-            self._lexical.save()
+        """Delete the collection and BM25 with it, file included (a rebuild from nothing: `reindex --force`)."""
+        with writer_lock.writer(self.settings), self._lock:
+            self._store.drop()
+            index_path(self.settings).unlink(missing_ok=True)
+            self._lexical = self._load_lexical()  # the file is gone: empty

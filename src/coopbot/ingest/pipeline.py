@@ -298,8 +298,11 @@ def _commit(
     return embedder
 
 
-def reindex(settings: Settings, *, progress: Progress | None = None) -> IngestReport:
-    """Drop the collection and index the knowledge dir from scratch (e.g. after changing the model)."""
+def reindex(settings: Settings, *, embedder: Embedder | None = None, progress: Progress | None = None) -> IngestReport:
+    """Drop the collection and BM25 and index the knowledge dir from scratch (e.g. after changing the model).
+
+    Nothing of the old index is reused: a BM25 file whose ids are right but whose words are not is rebuilt too.
+    """
     index = HybridIndex(settings)
     index.drop()
-    return ingest(settings, index=index, progress=progress)
+    return ingest(settings, index=index, embedder=embedder, progress=progress)
