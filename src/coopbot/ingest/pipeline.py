@@ -38,13 +38,49 @@ class NothingIndexedError(RuntimeError):
         self.report = report
 
 
+KNOWLEDGE_ROOT = "knowledge-dir"
+"""The `root` of every chunk from the knowledge dir: its identity, wherever the folder lives, so moving
+or renaming the folder (or the project) never leaves the chunks of files deleted since then behind."""
+
+
 @dataclass(frozen=True)
 class Source:
-    """A file to index: its id in the index and the folder it was found under."""
+    """A file to index: its id in the index and the folder it belongs to (`KNOWLEDGE_ROOT` or a path)."""
 
     path: Path
     doc_id: str
     root: str
+
+
+@dataclass(frozen=True)
+class PruneScope:
+    """Chunks a run may prune: those of `root` whose doc id starts with `prefix` (a given subfolder)."""
+
+    root: str
+    prefix: str = ""
+
+    def covers(self, record: ChunkRecord, knowledge_path: str) -> bool:
+        # An index from before KNOWLEDGE_ROOT stored the knowledge dir's absolute path.
+        root = KNOWLEDGE_ROOT if record.root == knowledge_path else record.root
+        return root == self.root and record.doc_id.startswith(self.prefix)
+
+
+def _place(path: Path, settings: Settings) -> tuple[str, str] | None:
+    """(root, doc id) of a path inside the knowledge dir, named relative to it; None when outside."""
+    try:
+        relative = path.resolve().relative_to(settings.knowledge_dir.resolve())
+    except ValueError:
+        return None
+    return KNOWLEDGE_ROOT, relative.as_posix()
+
+
+def prune_scope(folder: Path, settings: Settings) -> PruneScope:
+    """What pruning after ingesting `folder` may remove: its own files' chunks, found by identity."""
+    place = _place(folder, settings)
+    if place is None:
+        return PruneScope(str(folder.resolve()))
+    root, relative = place
+    return PruneScope(root, "" if relative == "." else relative + "/")
 
 
 @dataclass
@@ -81,7 +117,8 @@ def discover(paths: Sequence[Path], settings: Settings) -> tuple[list[Source], l
     skipped: list[SkippedFile] = []
     for given in paths:
         if given.is_file():
-            sources.append(Source(given, given.name, str(given.parent.resolve())))
+            root, doc_id = _place(given, settings) or (str(given.parent.resolve()), given.name)
+            sources.append(Source(given, doc_id, root))
             continue
         if not given.is_dir():
             skipped.append(SkippedFile(str(given), "no such file or folder: check the path"))
@@ -92,7 +129,8 @@ def discover(paths: Sequence[Path], settings: Settings) -> tuple[list[Source], l
                 continue
             if any(relative.match(pattern) for pattern in settings.index.exclude):
                 continue
-            sources.append(Source(path, relative.as_posix(), str(given.resolve())))
+            root, doc_id = _place(path, settings) or (str(given.resolve()), relative.as_posix())
+            sources.append(Source(path, doc_id, root))
     return sources, skipped
 
 
@@ -100,9 +138,11 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _is_current(stored: list[ChunkRecord], source_hash: str, pipeline: str) -> bool:
-    """All of a file's chunks are there, cut from this file version by this pipeline."""
-    return bool(stored) and all(r.is_current(source_hash, pipeline, len(stored)) for r in stored)
+def _is_current(stored: list[ChunkRecord], source: Source, source_hash: str, pipeline: str) -> bool:
+    """All of a file's chunks are there, cut from this file version by this pipeline, under its root."""
+    return bool(stored) and all(
+        r.is_current(source_hash, pipeline, len(stored)) and r.root == source.root for r in stored
+    )
 
 
 def _plan_file(
@@ -155,10 +195,11 @@ def ingest(
         _apply(writes, plans, embedder, settings, report, progress)
 
         if prune:
-            roots = {str(p.resolve()) for p in paths if p.is_dir()}
+            scopes = [prune_scope(p, settings) for p in paths if p.is_dir()]
+            knowledge_path = str(settings.knowledge_dir.resolve())
             present = {s.doc_id for s in sources}
             for doc_id, stored in by_doc.items():
-                if doc_id not in present and stored[0].root in roots:
+                if doc_id not in present and any(scope.covers(stored[0], knowledge_path) for scope in scopes):
                     writes.delete(r.chunk_id for r in stored)
                     report.files_removed += 1
                     report.chunks_removed += len(stored)
@@ -182,7 +223,7 @@ def _plan_changes(
         stored = by_doc.get(source.doc_id, [])
         try:
             source_hash = _file_sha256(source.path)
-            if _is_current(stored, source_hash, pipeline):
+            if _is_current(stored, source, source_hash, pipeline):
                 report.files_unchanged += 1
                 report.chunks_unchanged += len(stored)
                 report.chunks_total += len(stored)
