@@ -8,20 +8,21 @@ The tokenizer and its stopwords are `text.words`'; the index file records their 
 
 The index file (`data_dir/lexical/<collection>.json`) holds the words of every chunk by chunk id. Chunk
 ids derive from content, so a chunk's words never change: an update tokenises only new chunks, and
-the BM25 matrices (`bm25s`, sparse, scored without a Python loop over chunks) are rebuilt from the stored
-words in memory. The Chroma collection stays the source of truth: `sync` compares ids with it (metadata
-only) and fetches the texts of missing chunks, which heals a deleted, stale or foreign index file.
+the BM25 matrices (`bm25_matrix`: bm25s, sparse, scored without a Python loop over chunks) are built
+from the stored words, or loaded from the cache next to the file when built from the same words. The
+Chroma collection stays the source of truth: `sync` compares ids with it (metadata only) and fetches
+the texts of missing chunks, which heals a deleted, stale or foreign index file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import secrets
 import threading
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coopbot.config import Settings
+from coopbot.index.bm25_matrix import Bm25Matrix
 from coopbot.text.words import STOPWORDS, load_jieba, tokenize
 
 if TYPE_CHECKING:
@@ -87,7 +89,8 @@ class LexicalIndex:
         self.path = path
         self.k1, self.b = k1, b
         self._tokens: dict[str, list[str]] = {}
-        self._model: _Bm25 | None = None
+        self._model: Bm25Matrix | None = None
+        self.generation: str | None = None  # of the words in the file, when memory holds exactly them
         self._lock = threading.Lock()
         self.loaded_stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when last read/written
 
@@ -116,6 +119,7 @@ class LexicalIndex:
             self._tokens[chunk_id] = tokenize(text)
         if gone or new:
             self._model = None
+            self.generation = None
         return len(new), len(gone)
 
     # -- persistence ---------------------------------------------------------------------------------
@@ -134,6 +138,7 @@ class LexicalIndex:
         chunks = data.get("chunks")
         if isinstance(chunks, dict):
             index._tokens = {str(k): str(v).split() for k, v in chunks.items()}
+            index.generation = str(data.get("generation") or "") or None
         index.loaded_stamp = (stat.st_mtime_ns, stat.st_size)
         return index
 
@@ -145,6 +150,7 @@ class LexicalIndex:
         data = {
             "format": FORMAT,
             "tokenizer": tokenizer_fingerprint(),
+            "generation": (generation := secrets.token_hex(8)),
             "chunks": {chunk_id: " ".join(words) for chunk_id, words in sorted(self._tokens.items())},
         }
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -157,6 +163,7 @@ class LexicalIndex:
             raise
         stat = self.path.stat()
         self.loaded_stamp = (stat.st_mtime_ns, stat.st_size)
+        self.generation = generation
 
     def file_changed(self) -> bool:
         """The file was rewritten (by an ingest, or another process) since this index read or wrote it."""
@@ -227,7 +234,7 @@ class LexicalIndex:
         """
         model = self._bm25()
         total = len(model.ids) if model else 0
-        found = model.document_frequency.get(word, 0) if model else 0
+        found = model.document_frequency(word) if model else 0
         return math.log(1.0 + (total - found + 0.5) / (found + 0.5))
 
     def prepare(self) -> None:
@@ -235,13 +242,31 @@ class LexicalIndex:
         load_jieba()
         self._bm25()
 
-    def _bm25(self) -> _Bm25 | None:
+    def _bm25(self) -> Bm25Matrix | None:
         model = self._model
         if model is None and self._tokens:
             with self._lock:
                 if self._model is None:
-                    self._model = _Bm25(self._tokens, k1=self.k1, b=self.b)
+                    self._model = self._cached_matrix() or self._built_matrix()
                 model = self._model
+        return model
+
+    def _matrix_path(self) -> Path | None:
+        return None if self.path is None or self.generation is None else self.path.with_suffix(".bm25.npz")
+
+    def _cached_matrix(self) -> Bm25Matrix | None:
+        path = self._matrix_path()
+        if path is None or self.generation is None:
+            return None
+        return Bm25Matrix.load(path, self.generation, k1=self.k1, b=self.b)
+
+    def _built_matrix(self) -> Bm25Matrix:
+        """Build the matrix; when memory holds exactly the file's words, cache it for the next process."""
+        model = Bm25Matrix.build(self._tokens, k1=self.k1, b=self.b)
+        path = self._matrix_path()
+        if path is not None and self.generation is not None:
+            with contextlib.suppress(OSError):
+                model.save(path, self.generation)
         return model
 
 
@@ -258,31 +283,6 @@ class LexicalResult:
         """Any indexed chunk's score (0.0: no shared word); None for a chunk the index does not hold."""
         i = self._position.get(chunk_id)
         return None if i is None else float(self._scores[i])
-
-
-class _Bm25:
-    """bm25s over a fixed set of chunks: sparse precomputed word x chunk scores, Lucene's BM25 variant."""
-
-    def __init__(self, tokens: Mapping[str, list[str]], *, k1: float, b: float) -> None:
-        import bm25s  # type: ignore[import-untyped]
-
-        self.ids = sorted(tokens)  # the file's order, whatever order updates came in: ties rank alike everywhere
-        self.position = {chunk_id: i for i, chunk_id in enumerate(self.ids)}
-        vocab: dict[str, int] = {"": 0}  # bm25s wants a non-empty vocabulary even if no chunk has a word
-        corpus = [[vocab.setdefault(word, len(vocab)) for word in tokens[chunk_id]] for chunk_id in self.ids]
-        self.vocab = vocab
-        self.document_frequency = Counter(word for words in tokens.values() for word in set(words))
-        self.model = None
-        if any(corpus):  # no word anywhere (a damaged file): nothing scores, and bm25s would divide by zero
-            self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
-            self.model.scores = self.model.build_index_from_ids(list(vocab.values()), corpus, show_progress=False)
-            self.model.vocab_dict = vocab
-
-    def scores(self, words: Sequence[str]) -> npt.NDArray[np.float32]:
-        ids = [self.vocab[w] for w in words if w and w in self.vocab]
-        if not ids or self.model is None:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self.model.get_scores_from_ids(ids), dtype=np.float32)
 
 
 def fetch_embed_texts(store: ChunkStore, identity: ModelIdentity, ids: Iterable[str]) -> dict[str, str]:

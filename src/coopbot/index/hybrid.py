@@ -177,4 +177,5 @@ class HybridIndex:
         with writer_lock.writer(self.settings), self._lock:
             self._store.drop()
             index_path(self.settings).unlink(missing_ok=True)
+            index_path(self.settings).with_suffix(".bm25.npz").unlink(missing_ok=True)
             self._lexical = self._load_lexical()  # the file is gone: empty
