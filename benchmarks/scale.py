@@ -12,8 +12,9 @@ Questions are dev questions from evals/qa/knowledge.jsonl, encoded once before t
 times exclude the question's encoding (the figure the goal is about), which is printed apart.
 
 Measured per mode: write rate (Chroma + BM25, without encoding), query p50/p95 for dense, BM25 and
-hybrid, the process's peak RSS, disk, BM25 load time, and warm start (a fresh process that opens
-the index, loads BM25 and answers one search). Goals at 100k: hybrid p95 < 150 ms, RSS < 3 GB,
+hybrid, the benchmark process's peak RSS, disk, BM25 load time, and warm start: a fresh process that
+loads the model, opens the index and BM25 and answers one hybrid search (its peak RSS is what a
+serving process needs). Goals at 100k: hybrid p95 < 150 ms, RSS < 3 GB,
 warm start < 20 s.
 """
 
@@ -50,12 +51,13 @@ import json, sys, time
 began = time.perf_counter()
 from coopbot.config import Settings, offline
 offline()
+from coopbot.index.embedder import load_embedder
 from coopbot.retrieval.retriever import Retriever
 settings = Settings.model_validate_json(sys.argv[1])
-retriever = Retriever(settings)
+retriever = Retriever(settings, embedder=load_embedder(settings))
 retriever.index.lexical.prepare()
 opened = time.perf_counter() - began
-retriever.search(sys.argv[2], 5, mode="bm25")
+retriever.search(sys.argv[2], 5, mode="hybrid")
 peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1]
 print(json.dumps({"opened_s": opened, "first_search_s": time.perf_counter() - began, "rss_mb": int(peak) / 1024}))
 """
@@ -255,7 +257,7 @@ def main() -> None:
     for figures in report["modes"]:
         figures["meets_goals"] = {
             "hybrid_p95_ms": figures["hybrid_ms"]["p95"] < GOALS["hybrid_p95_ms"],
-            "rss_mb": figures["rss_mb"] < GOALS["rss_mb"],
+            "rss_mb": figures["warm_start_rss_mb"] < GOALS["rss_mb"],
             "warm_start_s": figures["warm_start_s"] < GOALS["warm_start_s"],
         }
     if args.json:
