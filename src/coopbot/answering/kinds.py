@@ -12,7 +12,10 @@ from collections.abc import Sequence
 
 from coopbot.text.normalise import comparable
 
-_AMOUNT = r"[\d０-９.,，一二三四五六七八九十百千万亿两]+"  # a number, in digits or in Chinese
+_NUMERAL = r"[\d０-９.,，一二三四五六七八九十百千万亿两]"
+# A number, in digits or in Chinese, matched from its first character only: tried from every character of
+# a long run of numerals, a pattern that fails after it takes quadratic time.
+_AMOUNT = rf"(?<!{_NUMERAL}){_NUMERAL}+"
 # What some questions ask for, and what an answer must then contain: an answer of the wrong kind
 # (a sentence about the office when asked where the office is) is not an answer.
 _ANSWER_KINDS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (

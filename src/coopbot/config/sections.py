@@ -49,7 +49,11 @@ class IndexSettings(Section):
     passage_prefix: str = Field("passage: ", description="Prepended to passages before embedding (e5 models need it).")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Passages per embedding batch.")
     chunk_size: int = Field(
-        450, ge=80, le=4000, description="Target largest chunk in characters; a longer sentence stays whole."
+        450,
+        ge=80,
+        le=4000,
+        description="Target largest chunk in characters. No chunk exceeds chunk_size + chunk_min_size: a sentence "
+        "longer than that is cut into pieces of at most chunk_size, after a clause mark or at a space if it has one.",
     )
     chunk_min_size: int = Field(
         150, ge=0, le=2000, description="Shorter chunks merge with a neighbour of the same section."

@@ -1,10 +1,14 @@
 """Structure-aware chunking of Chinese documents.
 
 A document is cut into sections at its own headings (Markdown `#`, 第X编/篇/章/节, 一、, （一）, 1., （1）),
-each section into sentences, and consecutive sentences are packed into chunks. A chunk therefore never
-spans two sections and never cuts a sentence, so every passage shown to a user reads as written; its
-heading path (document title first) travels with it into `Chunk.embed_text`. Sentences end where
+each section into sentences, and consecutive sentences are packed into chunks. A chunk never spans two
+sections and never cuts a sentence that fits in a chunk, so a passage shown to a user reads as written;
+its heading path (document title first) travels with it into `Chunk.embed_text`. Sentences end where
 `text.sentences` says, the same ends the answer composer quotes.
+
+No chunk is longer than `size + min_size` characters, whatever the punctuation: a "sentence" longer than
+that (a file without punctuation) is cut into pieces of at most `size`, so neither the index nor an
+answer that quotes a passage can grow with the file.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from coopbot.text.sentences import SENTENCE_END, line_spans, trim_span
 
 _CN_DIGITS = "一二三四五六七八九十百千零〇两"
 
-# "## 第一章　总则" -> marks "##" (the level) and the heading text; a closing "##" run is dropped.
-_MARKDOWN_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+# "## 第一章　总则" -> marks "##" (the level) and the rest of the line (see `_without_closing_marks`).
+_MARKDOWN_HEADING = re.compile(r"(#{1,6})[ \t]+(.+)")
 
 # Numbered headings from the shallowest to the deepest; the level of `_NUMBERED_HEADINGS[i]` is
 # `_FIRST_NUMBERED_LEVEL + i`, below every Markdown level (1-6).
@@ -46,8 +50,9 @@ _ARTICLE = re.compile(rf"^第[{_CN_DIGITS}\d]+条")
 # The line that opens a table of contents: its entries look like headings but have no body.
 _TABLE_OF_CONTENTS = re.compile(r"^目\s*录$")
 
-# Clause marks where a sentence far longer than a chunk may be cut as a last resort.
-_CLAUSE_END = re.compile(r"[，、,：:]")
+# Where a sentence too long for any chunk is cut: after a clause mark, else before a space, else anywhere.
+_CLAUSE_MARKS = "，、,：:"
+_SPACES = re.compile(r"\s+")
 
 # A heading is a title, not a paragraph: the longest in knowledge/ has 50 characters.
 _HEADING_MAX = 60
@@ -73,13 +78,13 @@ class _Heading:
 
 @dataclass(frozen=True)
 class _Unit:
-    """A sentence (or, in an overlong sentence, a clause run) with the boundary kind before it."""
+    """A sentence (or a piece of a sentence too long for any chunk) with the boundary kind before it."""
 
     start: int
     end: int
     opens_paragraph: bool
     opens_article: bool
-    whole: bool  # False for a piece of a sentence longer than three chunks
+    whole: bool  # False for a piece of a cut sentence: never repeated as overlap
 
 
 def _classify(line: str, *, in_article: bool, continues_list: bool) -> _Heading | None:
@@ -92,7 +97,7 @@ def _classify(line: str, *, in_article: bool, continues_list: bool) -> _Heading 
     """
     markdown = _MARKDOWN_HEADING.match(line)
     if markdown:
-        return _Heading(len(markdown.group(1)), markdown.group(2), in_body=False)
+        return _Heading(len(markdown.group(1)), _without_closing_marks(markdown.group(2)), in_body=False)
     if _NAMED_HEADING.match(line):
         return _Heading(_FIRST_NUMBERED_LEVEL, line, in_body=False)
     level = next(
@@ -108,6 +113,18 @@ def _classify(line: str, *, in_article: bool, continues_list: bool) -> _Heading 
         if lead and lead.end() <= _HEADING_MAX and not lead.group().startswith("；"):
             return _Heading(level, line[: lead.end()], in_body=True)
     return None
+
+
+def _without_closing_marks(text: str) -> str:
+    """A Markdown heading's text without trailing blanks and its optional closing run ("总则 ##" -> "总则").
+
+    String operations, not a lazy regex such as `(.+?)(?:[ \t]+#+)?[ \t]*$`: that takes quadratic time on
+    a heading line full of spaces.
+    """
+    text = text.rstrip(" \t")
+    before_marks = text.rstrip("#")
+    heading = before_marks.rstrip(" \t")
+    return heading if before_marks != text and heading != before_marks and heading else text
 
 
 def split_sections(doc: Document) -> list[Section]:
@@ -130,7 +147,9 @@ def split_sections(doc: Document) -> list[Section]:
     first_entry: str | None = None  # the table of contents ends where its first entry comes back
     previous = ""  # the last non-blank line
     paragraphs = 0  # body lines since the last heading (a lead line is one)
-    earlier_items: list[int] = []  # paragraphs under each earlier item of the open list of lead headings
+    # How many paragraphs the earlier items of the open list of lead headings have (a set: a long list costs
+    # no more to check than a short one).
+    earlier_items: set[int] = set()
 
     def close(end: int) -> None:
         start, stop = trim_span(text, body_start, end)
@@ -155,12 +174,15 @@ def split_sections(doc: Document) -> list[Section]:
         elif doc.title and (line == doc.title or (heading is not None and heading.text == doc.title)):
             close(line_start)
             stack.clear()
-            in_article, body_start, earlier_items = False, line_end, []
+            in_article, body_start, earlier_items = False, line_end, set()
         elif heading is not None:
             close(line_start)
             top = stack[-1] if stack else None
             next_item = heading.in_body and top is not None and top.in_body and top.level == heading.level
-            earlier_items = [*earlier_items, paragraphs] if next_item else []
+            if next_item:
+                earlier_items.add(paragraphs)
+            else:
+                earlier_items = set()
             while stack and stack[-1].level >= heading.level:
                 stack.pop()
             stack.append(heading)
@@ -168,44 +190,52 @@ def split_sections(doc: Document) -> list[Section]:
             in_article = False
             paragraphs = 1 if heading.in_body else 0
         else:
-            if earlier_items and set(earlier_items) == {1} and paragraphs == 1:
+            if earlier_items == {1} and paragraphs == 1:
                 close(line_start)  # a list of one-paragraph items has ended: back to the parent heading
                 stack.pop()
-                body_start, earlier_items = line_start, []
+                body_start, earlier_items = line_start, set()
             in_article = in_article or bool(_ARTICLE.match(line))
             paragraphs += 1
     close(len(text))
     return sections
 
 
-def _split_long(text: str, sentence: _Unit, size: int) -> list[_Unit]:
-    """Cut a sentence longer than three chunks after clause marks (，、：) into runs of at most `size`.
+def _cut(text: str, start: int, limit: int) -> int:
+    """Where to end a piece of an overlong sentence that starts at `start` and may not pass `limit`.
 
-    The last resort: such a sentence would otherwise be one passage too long to embed well. A single
-    clause longer than `size` stays whole.
+    After the last clause mark (，、：) within reach, else before the last run of spaces, else at `limit`.
     """
-    cuts = [m.end() for m in _CLAUSE_END.finditer(text, sentence.start, sentence.end)] + [sentence.end]
+    clause = max(text.rfind(mark, start, limit) for mark in _CLAUSE_MARKS)
+    if clause >= 0:
+        return clause + 1
+    spaces = [run.start() for run in _SPACES.finditer(text, start, limit + 1)]
+    return spaces[-1] if spaces else limit
+
+
+def _pieces(text: str, sentence: _Unit, size: int) -> list[_Unit]:
+    """Cut a sentence too long for any chunk into pieces of at most `size` characters (see `_cut`).
+
+    Each piece ends as late as it can, so a sentence whose clauses are short is cut into runs of
+    whole clauses; only a stretch of `size` characters without a clause mark or space is cut mid-word.
+    """
     spans: list[tuple[int, int]] = []
-    start = previous = sentence.start
-    for cut in cuts:
-        if cut - start > size and previous > start:
-            spans.append((start, previous))
-            start = previous
-        previous = cut
+    start = sentence.start
+    while sentence.end - start > size:
+        cut = _cut(text, start, start + size)
+        spans.append(trim_span(text, start, cut))
+        start = trim_span(text, cut, sentence.end)[0]
     spans.append((start, sentence.end))
     return [
-        _Unit(
-            *trim_span(text, start, end),
-            sentence.opens_paragraph and i == 0,
-            sentence.opens_article and i == 0,
-            False,
-        )
+        _Unit(start, end, sentence.opens_paragraph and i == 0, sentence.opens_article and i == 0, False)
         for i, (start, end) in enumerate(spans)
     ]
 
 
-def _units(text: str, section: Section, size: int) -> list[_Unit]:
-    """The sentences of a section; every line break ends a paragraph, and so a sentence."""
+def _units(text: str, section: Section, size: int, longest: int) -> list[_Unit]:
+    """The sentences of a section; every line break ends a paragraph, and so a sentence.
+
+    A sentence longer than `longest` (the longest chunk allowed) comes as pieces of at most `size`.
+    """
     units: list[_Unit] = []
     for line_start, line_end in line_spans(text, section.start, section.end):
         start, end = trim_span(text, line_start, line_end)
@@ -220,8 +250,8 @@ def _units(text: str, section: Section, size: int) -> list[_Unit]:
             if sentence.start == sentence.end:
                 continue
             opens_paragraph = False
-            if sentence.end - sentence.start > 3 * size:
-                units.extend(_split_long(text, sentence, size))
+            if sentence.end - sentence.start > longest:
+                units.extend(_pieces(text, sentence, size))
             else:
                 units.append(sentence)
     return units
@@ -279,7 +309,9 @@ def _pack(units: list[_Unit], size: int, min_size: int, overlap: int) -> list[tu
 
 
 def chunk_document(doc: Document, *, size: int = 450, min_size: int = 150, overlap: int = 80) -> list[Chunk]:
-    """Cut a document into chunks that never cross a heading and never cut a sentence.
+    """Cut a document into chunks that never cross a heading and are at most `size + min_size` characters.
+
+    A sentence is cut only when it is longer than that bound (see `_pieces`).
 
     Ids derive from the document id and the content hash (heading path + text), so an unchanged passage
     keeps its id across runs and is not embedded again; a repeat of the same content within the document
@@ -291,7 +323,7 @@ def chunk_document(doc: Document, *, size: int = 450, min_size: int = 150, overl
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     for section in split_sections(doc):
-        units = _units(doc.text, section, size)
+        units = _units(doc.text, section, size, size + min_size)
         for begin, last in _pack(units, size, min_size, overlap):
             start, end = units[begin].start, units[last].end
             text = doc.text[start:end]

@@ -23,7 +23,7 @@ from coopbot.config import Settings
 from coopbot.index.chroma import ChunkRecord, StoredChunk
 from coopbot.index.embedder import Embedder, load_embedder
 from coopbot.index.hybrid import HybridIndex, Writes
-from coopbot.ingest import chunking, loaders
+from coopbot.ingest import chunking, discovery, loaders
 from coopbot.schema import Chunk, IngestReport, SkippedFile
 
 
@@ -112,7 +112,12 @@ def pipeline_fingerprint(settings: Settings) -> str:
 
 
 def discover(paths: Sequence[Path], settings: Settings) -> tuple[list[Source], list[SkippedFile]]:
-    """Files under the given files and folders; hidden files and `exclude` patterns are left out."""
+    """Files under the given files and folders; hidden files and `exclude` patterns are left out.
+
+    What a folder holds is bounded to it: a link in it to a file or folder outside is skipped, with the
+    reason (`discovery.folder_files`). A file named explicitly is read wherever it is, a link included:
+    whoever names a file chose it, while a folder's contents may come from anyone who can write there.
+    """
     sources: list[Source] = []
     skipped: list[SkippedFile] = []
     for given in paths:
@@ -123,10 +128,10 @@ def discover(paths: Sequence[Path], settings: Settings) -> tuple[list[Source], l
         if not given.is_dir():
             skipped.append(SkippedFile(str(given), "no such file or folder: check the path"))
             continue
-        for path in sorted(p for p in given.rglob("*") if p.is_file()):
+        files, left_out = discovery.folder_files(given)
+        skipped += left_out
+        for path in files:
             relative = path.relative_to(given)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
             if any(relative.match(pattern) for pattern in settings.index.exclude):
                 continue
             root, doc_id = _place(path, settings) or (str(given.resolve()), relative.as_posix())

@@ -21,7 +21,9 @@ _BLOCKS = [
 ]  # fmt: skip
 _LINES = ["li", "tr", "dt", "dd", "caption"]
 _CELLS = ["td", "th"]
-_TITLE_SITE_SUFFIX = re.compile(r"\s+[-|–—]\s+|_")
+# " - 站点名", " | 站点名", "_站点名" after a page title. A separator is tried only where a run of blanks starts:
+# tried inside the run too, it takes quadratic time on a title full of spaces.
+_TITLE_SITE_SUFFIX = re.compile(r"(?<!\s)\s+[-|–—]\s+|_")
 
 
 @reader("html", ".html", ".htm", heading_levels=1)

@@ -54,7 +54,9 @@ def load_document(path: Path, doc_id: str) -> Document:
     )
 
 
-_HEADING = re.compile(r"(#{1,6})[ \t]+(.+?)[ \t#]*")
+# "## 标题 ##" -> marks and text: greedy, up to the text's last character that is not a blank or "#" (a lazy
+# `(.+?)` before `[ \t#]*` takes quadratic time on a heading line full of spaces).
+_HEADING = re.compile(r"(#{1,6})[ \t]+(.*[^ \t#]|.)[ \t#]*")
 
 
 def _title(text: str, entry: Reader, extracted: Extracted, path: Path) -> str:
