@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from coopbot.web.auth import mint_embed_token
 
+from ..conftest import coopbot
 from ..web_fixtures import API_KEY, EMBED_SECRET, XSS_FILE, WebServer
 
 FACT_QUESTION = "我国的全国科技工作者日定在每年的哪一天？"  # evals/qa/knowledge.jsonl kb-004
@@ -259,3 +261,13 @@ def test_admin_upload_ask_delete(web_server: WebServer) -> None:
     documents = httpx.get(web_server.url + "/api/documents", headers=web_server.auth).json()["documents"]
     assert doc_id not in {d["doc_id"] for d in documents}
     assert_error(httpx.delete(web_server.url + f"/api/documents/{doc_id}", headers=web_server.admin), 404)
+
+
+def test_no_other_process_writes_the_index_while_the_server_runs(web_server: WebServer, model_dir: Path) -> None:
+    env = {"COOPBOT_DATA_DIR": str(web_server.data_dir), "COOPBOT_KNOWLEDGE_DIR": str(web_server.knowledge_dir)}
+    env["COOPBOT_EMBEDDING_MODEL"] = str(model_dir)
+    refused = coopbot("ingest", env={**env, "COOPBOT_CONFIG": str(web_server.data_dir / "absent.toml")})
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    message = " ".join((refused.stderr + refused.stdout).split())
+    assert "coopbot serve (http://127.0.0.1:" in message and "admin API" in message, message
+    assert httpx.get(web_server.url + "/healthz").json()["status"] == "ok"

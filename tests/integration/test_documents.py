@@ -3,6 +3,7 @@ pipeline (real model, real Chroma), the index lock, and the feedback store."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -149,3 +150,75 @@ def test_service_warm_up_embeds_every_sentence_in_the_background(settings: Setti
     text = (settings.knowledge_dir / "a.md").read_text(encoding="utf-8")
     sentence = next(text[s:e] for s, e in split_sentences(text) if "秘书处设在芜湖" in text[s:e])
     assert sentence.strip() in {key.strip() for key in cached}
+
+
+BAD_STAMPS = {
+    "a null entry": '{"a.md": null}',
+    "a list entry": '{"a.md": ["x", "y"]}',
+    "a string entry": '{"a.md": "2024-01-01"}',
+    "missing keys": '{"a.md": {"indexed_at": "2024-01-01 00:00:00"}}',
+    "wrong value types": '{"a.md": {"source_hash": 7, "indexed_at": ["today"]}}',
+    "a list at the top": '[{"a.md": {"source_hash": "x", "indexed_at": "y"}}]',
+    "null at the top": "null",
+    "a number at the top": "42",
+    "invalid JSON": '{"a.md": {"source_hash": ',
+    "not UTF-8": b'{"a.md": "\xff\xfe"}',
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("content", BAD_STAMPS.values(), ids=BAD_STAMPS.keys())
+def test_a_malformed_documents_json_never_breaks_listing_or_the_server(
+    tmp_path: Path, content: str | bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """documents.json only dates the documents: a bad entry or file costs a date, logged, never a route."""
+    from fastapi.testclient import TestClient
+
+    from coopbot.web.api import create_app
+
+    from ..fakes.embedder import fake_settings
+    from .serving import slow_service
+
+    settings = fake_settings(tmp_path)
+    (settings.knowledge_dir / "a.md").write_text(DOC_A, encoding="utf-8")
+    (settings.knowledge_dir / "b.md").write_text(DOC_B, encoding="utf-8")
+    service, _ = slow_service(settings)
+    service.knowledge.update()
+    stamps = settings.data_dir / "documents.json"
+    good = json.loads(stamps.read_text(encoding="utf-8"))
+    if content and not isinstance(content, bytes) and content.startswith('{"a.md"') and content.endswith("}"):
+        content = json.dumps({**json.loads(content), "b.md": good["b.md"]})  # the good entry beside it survives
+    stamps.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+
+    listed = {d.doc_id: d for d in service.knowledge.list()}
+    assert set(listed) == {"a.md", "b.md"} and listed["a.md"].indexed_at == ""
+    if '"b.md"' in stamps.read_text(encoding="utf-8", errors="replace"):
+        assert listed["b.md"].indexed_at == good["b.md"]["indexed_at"]
+    if content:
+        assert "documents.json" in caplog.text, "the problem is logged"
+
+    with TestClient(create_app(service)) as client:
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+        assert health.json()["documents"] == 2
+        documents = client.get("/api/documents")
+        assert documents.status_code == 200, documents.text
+        assert {d["doc_id"] for d in documents.json()["documents"]} == {"a.md", "b.md"}
+
+    service.knowledge.update()  # the next index change writes the file whole again
+    rewritten = json.loads(stamps.read_text(encoding="utf-8"))
+    assert set(rewritten) == {"a.md", "b.md"} and all(entry["indexed_at"] for entry in rewritten.values())
+
+
+def test_documents_json_problems_are_logged_once_per_version(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ..fakes.embedder import fake_settings
+    from .serving import slow_service
+
+    settings = fake_settings(tmp_path)
+    (settings.knowledge_dir / "a.md").write_text(DOC_A, encoding="utf-8")
+    service, _ = slow_service(settings)
+    service.knowledge.update()
+    (settings.data_dir / "documents.json").write_text('{"a.md": null}', encoding="utf-8")
+    for _ in range(5):
+        service.knowledge.list()
+    assert caplog.text.count("documents.json") == 1

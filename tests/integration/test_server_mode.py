@@ -1,24 +1,31 @@
-"""Server mode for real: a `chroma run` process on loopback, reached through chromadb.HttpClient."""
+"""Server mode for real: a `chroma run` process on loopback, reached through chromadb.HttpClient; killed under
+a serving app and under an ingest, then started again."""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from coopbot.config import Settings
-from coopbot.index.chroma import StoreError
+from coopbot.index.chroma import StoreError, StoreUnavailable
 from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Retriever
 
-from ..conftest import KNOWLEDGE
+from ..conftest import KNOWLEDGE, coopbot
+from ..fakes.embedder import fake_embedder, fake_settings
 from ..processes import stop, wait_ready
+from .serving import DOCUMENT, QUESTION, serve_in_thread, slow_service
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
 
@@ -37,32 +44,52 @@ def _chroma_binary() -> str:
     return found
 
 
+class Chroma:
+    """A `chroma run` process on loopback that a test can kill and start again (same port, same folder)."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder, self.port = folder, port
+        self.log = folder / "chroma.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start it and wait until it answers; returns the seconds that took."""
+        began = time.monotonic()
+        command = [_chroma_binary(), "run", "--path", str(self.folder / "server-db"), "--host", "127.0.0.1"]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen([*command, "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT)
+        heartbeat = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
+        wait_ready(heartbeat, self.process, self.log, timeout=60, what="chroma run")
+        return time.monotonic() - began
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes mid-whatever, as in a crash."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+
 @pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[int]:
-    """Start `chroma run` on a free port, wait until it answers, stop it afterwards."""
-    port = _free_port()
-    log = (tmp_path / "chroma.log").open("w")
-    process = subprocess.Popen(
-        [
-            _chroma_binary(),
-            "run",
-            "--path",
-            str(tmp_path / "server-db"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def chroma(tmp_path: Path) -> Iterator[Chroma]:
+    """`chroma run` on a free port, stopped afterwards."""
+    server = Chroma(tmp_path, _free_port())
+    server.start()
     try:
-        heartbeat = f"http://127.0.0.1:{port}/api/v2/heartbeat"
-        wait_ready(heartbeat, process, tmp_path / "chroma.log", timeout=60, what="chroma run")
-        yield port
+        yield server
     finally:
-        stop(process)
-        log.close()
+        server.stop()
+
+
+@pytest.fixture
+def chroma_server(chroma: Chroma) -> int:
+    """The port of a running `chroma run`."""
+    return chroma.port
 
 
 def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_server: int) -> None:
@@ -91,3 +118,122 @@ def test_unreachable_server_gives_a_clear_error(settings: Settings) -> None:
     server = settings.replace(chroma_mode="server", chroma_port=_free_port())
     with pytest.raises(StoreError, match="chroma run"):
         HybridIndex(server)
+
+
+def test_a_chroma_server_that_dies_gives_503_and_degraded_health_then_recovers(tmp_path: Path, chroma: Chroma) -> None:
+    """Kill the real `chroma run` under a serving app: JSON 503s that say what to do, `/healthz` answering
+    "degraded" at once; start it again on the same port and folder: answers and health come back by themselves."""
+    settings = fake_settings(tmp_path, chroma_mode="server", chroma_port=chroma.port)
+    (settings.knowledge_dir / "yrd.md").write_text(DOCUMENT, encoding="utf-8")
+    service, _ = slow_service(settings)
+    service.knowledge.update()
+    address = f"127.0.0.1:{chroma.port}"
+    with serve_in_thread(service) as url:
+        assert httpx.post(url + "/api/ask", json={"question": QUESTION}, timeout=60).status_code == 200
+        assert httpx.get(url + "/healthz", timeout=5).json()["status"] == "ok"
+
+        chroma.kill()
+        chat = {"model": "coopbot", "messages": [{"role": "user", "content": QUESTION}]}
+        for method, path, body in [
+            ("POST", "/api/ask", {"question": QUESTION}),
+            ("POST", "/api/ask/stream", {"question": QUESTION}),
+            ("GET", "/api/search?q=长三角", None),
+            ("GET", "/api/documents", None),
+            ("POST", "/v1/chat/completions", chat),
+        ]:
+            began = time.monotonic()
+            response = httpx.request(method, url + path, json=body, timeout=30)
+            assert time.monotonic() - began < 5, path
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"].startswith("application/json")
+            error = response.json()["error"]
+            assert error["code"] == "store_unavailable" and error["kind"] == "unreachable", error
+            assert "连不上" in error["message"] and address in error["cause"] and "chroma run" in error["hint"]
+            assert int(response.headers["retry-after"]) >= 1
+
+        began = time.monotonic()
+        health = httpx.get(url + "/healthz", timeout=5)
+        assert time.monotonic() - began < 1.0
+        assert health.status_code == 200, health.text
+        body = health.json()
+        assert body["status"] == "degraded" and address in body["cause"] and "chroma run" in body["hint"], body
+
+        chroma.start()
+        back = time.monotonic()
+        while httpx.post(url + "/api/ask", json={"question": QUESTION}, timeout=60).status_code != 200:
+            assert time.monotonic() - back < 20, "answers did not come back after the Chroma server did"
+            time.sleep(0.2)
+        answers_back = time.monotonic() - back
+        while httpx.get(url + "/healthz", timeout=5).json()["status"] != "ok":
+            assert time.monotonic() - back < 20, "health did not come back after the Chroma server did"
+            time.sleep(0.2)
+        assert answers_back < 5, answers_back
+
+
+def test_an_ingest_cut_off_by_a_dying_server_stops_with_store_unavailable(tmp_path: Path, chroma: Chroma) -> None:
+    """The server dies while chunks are being written: the one exception every face knows, not httpx's."""
+    settings = fake_settings(tmp_path, chroma_mode="server", chroma_port=chroma.port)
+    shutil.copy(KNOWLEDGE / SEED, settings.knowledge_dir)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == "chunks" and chroma.process is not None:
+            chroma.kill()
+
+    with pytest.raises(StoreUnavailable) as raised:
+        ingest(settings, embedder=fake_embedder(settings), progress=progress)
+    assert raised.value.kind == "unreachable" and "\n" not in str(raised.value)
+    assert f"127.0.0.1:{chroma.port}" in str(raised.value)
+
+
+def test_the_cli_says_the_server_is_down_in_one_line(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    env = {
+        "COOPBOT_DATA_DIR": str(settings.data_dir),
+        "COOPBOT_KNOWLEDGE_DIR": str(settings.knowledge_dir),
+        "COOPBOT_EMBEDDING_MODEL": settings.index.embedding_model,
+        "COOPBOT_CHROMA_MODE": "server",
+        "COOPBOT_CHROMA_PORT": str(_free_port()),
+    }
+    for args in [("ingest",), ("search", "长三角"), ("model", "info")]:
+        result = coopbot(*args, env=env)
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Chroma server"), result.stderr
+
+
+def test_a_chroma_server_that_hangs_never_holds_up_health(
+    tmp_path: Path, chroma: Chroma, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGSTOP: connections open but nothing answers (Chroma's client waits forever). `/healthz` still answers
+    at once and, once the check has hung past STALL_SECONDS, says the index does not answer."""
+    from coopbot.web import health
+
+    monkeypatch.setattr(health, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(health, "FRESH_SECONDS", 0.2)
+    settings = fake_settings(tmp_path, chroma_mode="server", chroma_port=chroma.port)
+    (settings.knowledge_dir / "yrd.md").write_text(DOCUMENT, encoding="utf-8")
+    service, _ = slow_service(settings)
+    service.knowledge.update()
+    assert chroma.process is not None
+    with serve_in_thread(service) as url, httpx.Client(timeout=10) as client:
+        assert client.get(url + "/healthz").json()["status"] == "ok"
+        time.sleep(0.3)  # the next health call starts a new check, which will hang
+        chroma.process.send_signal(signal.SIGSTOP)
+        try:
+            slowest, body = 0.0, dict[str, Any]()
+            give_up = time.monotonic() + 10
+            while body.get("status") != "degraded":
+                assert time.monotonic() < give_up, body
+                began = time.monotonic()
+                body = client.get(url + "/healthz").json()
+                slowest = max(slowest, time.monotonic() - began)
+                time.sleep(0.2)
+            assert slowest < 1.0, slowest
+            assert "has not answered" in body["cause"] and body["documents"] == 1
+        finally:
+            chroma.process.send_signal(signal.SIGCONT)
+        give_up = time.monotonic() + 10
+        while client.get(url + "/healthz").json()["status"] != "ok":
+            assert time.monotonic() < give_up, "health did not recover after SIGCONT"
+            time.sleep(0.2)

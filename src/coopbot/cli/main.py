@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from coopbot.cli.ask import ask_command, chat_command
+from coopbot.cli.common import clear_errors
 from coopbot.cli.eval import eval_app
 from coopbot.cli.index import ingest_command, reindex_command, search_command
 from coopbot.cli.model import model_app
@@ -31,4 +32,5 @@ app.add_typer(eval_app, name="eval")
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    with clear_errors():
+        app()

@@ -321,8 +321,18 @@ class ServerSettings(Section):
     answer_workers: int = Field(
         2, ge=1, le=64, description="Answers computed at the same time; further requests wait their turn."
     )
+    answer_queue: int = Field(
+        16,
+        ge=0,
+        le=10_000,
+        description="Requests that may wait for an answer slot besides the `answer_workers` being computed; beyond "
+        "that a request gets 503 with Retry-After at once.",
+    )
     answer_wait_seconds: float = Field(
-        30, gt=0, le=600, description="A request that waited this long for an answer slot gets 503 (server busy)."
+        30,
+        gt=0,
+        le=600,
+        description="A request still without an answer slot this long after it arrived gets 503 (server busy).",
     )
     warm_up: bool = Field(
         True,

@@ -16,6 +16,9 @@ import numpy.typing as npt
 
 from coopbot.config import Settings
 from coopbot.index.embedder import ModelIdentity
+from coopbot.index.errors import StoreError as StoreError  # re-exported: callers import it from here
+from coopbot.index.errors import StoreUnavailable as StoreUnavailable
+from coopbot.index.errors import guarded, translate_errors
 from coopbot.schema import Chunk, Hit
 
 if TYPE_CHECKING:
@@ -25,10 +28,6 @@ if TYPE_CHECKING:
 MODEL_KEY = "coopbot:embedding_model"
 FINGERPRINT_KEY = "coopbot:embedding_fingerprint"
 _PAGE = 2000  # rows per `get` page when reading the whole collection
-
-
-class StoreError(RuntimeError):
-    """The index cannot be used as it is; the message says what to do."""
 
 
 class ModelMismatchError(StoreError):
@@ -90,10 +89,11 @@ def indexed_model(settings: Settings) -> dict[str, Any] | None:
     Reads the collection's metadata without creating the collection: `coopbot model info` asks it.
     """
     client = make_client(settings)
-    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
-    if settings.index.collection not in names:
-        return None
-    metadata = client.get_collection(settings.index.collection, embedding_function=None).metadata or {}
+    with translate_errors(settings):
+        names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+        if settings.index.collection not in names:
+            return None
+        metadata = client.get_collection(settings.index.collection, embedding_function=None).metadata or {}
     return {"model": metadata.get(MODEL_KEY), "fingerprint": metadata.get(FINGERPRINT_KEY)}
 
 
@@ -111,12 +111,15 @@ def make_client(settings: Settings) -> ClientAPI:
                 host=settings.index.chroma_host, port=settings.index.chroma_port, settings=chroma_settings
             )
         except Exception as exc:
-            raise StoreError(
-                f"cannot reach the Chroma server at {settings.index.chroma_host}:{settings.index.chroma_port} ({exc}). "
-                "Start it with `chroma run --path DIR --host HOST --port PORT`, or set COOPBOT_CHROMA_MODE=embedded."
+            address = f"{settings.index.chroma_host}:{settings.index.chroma_port}"
+            raise StoreUnavailable(
+                f"cannot reach the Chroma server at {address} ({' '.join(str(exc).split())})",
+                "Start it with `chroma run --path DIR --host HOST --port PORT`, or set COOPBOT_CHROMA_MODE=embedded",
+                "unreachable",
             ) from exc
-    settings.chroma_path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+    with translate_errors(settings):
+        settings.chroma_path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
 
 
 def _from_row(chunk_id: str, text: str, meta: dict[str, Any]) -> StoredChunk:
@@ -144,6 +147,7 @@ class ChunkStore:
         self.client = make_client(settings)
         self._collection: Collection | None = None
 
+    @guarded
     def open(self, identity: ModelIdentity) -> Collection:
         """Get or create the collection, refusing one whose vectors come from another model."""
         if self._collection is not None:
@@ -169,6 +173,7 @@ class ChunkStore:
         self._collection = collection
         return collection
 
+    @guarded
     def records(self, identity: ModelIdentity) -> dict[str, ChunkRecord]:
         """Every chunk's id and metadata (no text, no vectors): what incremental indexing diffs against."""
         return {
@@ -176,10 +181,12 @@ class ChunkStore:
             for chunk_id, _, meta in self._rows(identity, include_text=False)
         }
 
+    @guarded
     def chunks(self, identity: ModelIdentity) -> list[StoredChunk]:
         """Every chunk with its text, in collection order."""
         return [_from_row(chunk_id, text or "", dict(meta or {})) for chunk_id, text, meta in self._rows(identity)]
 
+    @guarded
     def get(
         self, identity: ModelIdentity, ids: Sequence[str], *, query: npt.NDArray[np.float32] | None = None
     ) -> tuple[dict[str, Chunk], dict[str, float]]:
@@ -210,6 +217,7 @@ class ChunkStore:
                 return
             offset += _PAGE
 
+    @guarded
     def add(self, identity: ModelIdentity, chunks: Sequence[StoredChunk], vectors: npt.NDArray[np.float32]) -> None:
         """Write chunks with their vectors (upsert, so a repeated write after a crash is harmless)."""
         collection = self.open(identity)
@@ -222,6 +230,7 @@ class ChunkStore:
                 metadatas=[s.metadata() for s in batch],
             )
 
+    @guarded
     def update_metadata(self, identity: ModelIdentity, chunks: Sequence[StoredChunk]) -> None:
         """Rewrite metadata (positions, file version) of chunks whose content, and vector, did not change."""
         collection = self.open(identity)
@@ -232,6 +241,7 @@ class ChunkStore:
                 metadatas=[s.metadata() for s in batch],
             )
 
+    @guarded
     def delete(self, identity: ModelIdentity, ids: Iterable[str]) -> None:
         """Remove chunks by id."""
         collection = self.open(identity)
@@ -239,10 +249,12 @@ class ChunkStore:
         for start in range(0, len(ids), self._batch()):
             collection.delete(ids=ids[start : start + self._batch()])
 
+    @guarded
     def count(self, identity: ModelIdentity) -> int:
         """Number of chunks in the collection."""
         return int(self.open(identity).count())
 
+    @guarded
     def query(self, identity: ModelIdentity, vector: npt.NDArray[np.float32], k: int) -> list[Hit]:
         """Nearest chunks to a query vector; score = cosine similarity."""
         collection = self.open(identity)
@@ -262,6 +274,7 @@ class ChunkStore:
             hits.append(Hit(stored.chunk, score=1.0 - float(distance), rank=rank))
         return hits
 
+    @guarded
     def drop(self) -> None:
         """Delete the whole collection (for `reindex --force`)."""
         names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}

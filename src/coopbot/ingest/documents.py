@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ from coopbot.schema import IngestReport
 _UNSAFE = re.compile(r"[^\w\-. ()（）]+", re.UNICODE)
 _MAX_NAME = 120
 _STAMPS = "documents.json"
+log = logging.getLogger("coopbot.ingest.documents")
 
 
 class DocumentError(ValueError):
@@ -143,6 +145,7 @@ class KnowledgeBase:
         self.embedder = embedder
         self.lock = lock or RWLock()
         self._stamps_lock = threading.Lock()
+        self._stamps_warned: tuple[int, int] | None = None
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -240,12 +243,56 @@ class KnowledgeBase:
     # -- when each document was last indexed -------------------------------------------------------
 
     def _read_stamps(self) -> dict[str, dict[str, str]]:
+        """documents.json, entry by entry: a bad entry (or file) is skipped and logged, never raised.
+
+        The file only says when each document was first seen indexed; losing an entry costs an "unknown"
+        date, so nothing that reads it may fail for it. The next index change rewrites the file whole.
+        """
         path = self.settings.data_dir / _STAMPS
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        except (OSError, ValueError) as exc:
+            self._warn_stamps(path, f"cannot be read ({exc})")
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            self._warn_stamps(path, f"is not valid JSON ({exc})")
+            return {}
+        if not isinstance(data, dict):
+            self._warn_stamps(path, f"holds a {type(data).__name__}, not an object of documents")
+            return {}
+        stamps: dict[str, dict[str, str]] = {}
+        bad = []
+        for doc_id, entry in data.items():
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("source_hash"), str)
+                and isinstance(entry.get("indexed_at"), str)
+            ):
+                stamps[doc_id] = {"source_hash": entry["source_hash"], "indexed_at": entry["indexed_at"]}
+            else:
+                bad.append(doc_id)
+        if bad:
+            shown = ", ".join(repr(d) for d in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            self._warn_stamps(path, f"has {len(bad)} malformed entries, skipped: {shown}")
+        return stamps
+
+    def _warn_stamps(self, path: Path, problem: str) -> None:
+        """Log a problem of documents.json once per version of the file (it is read at every listing)."""
+        try:
+            version: tuple[int, int] | None = (path.stat().st_mtime_ns, path.stat().st_size)
+        except OSError:
+            version = None
+        if version != self._stamps_warned or version is None:
+            self._stamps_warned = version
+            log.warning(
+                "%s %s; the dates of those documents show as unknown until the next index change rewrites the file",
+                path,
+                problem,
+            )
 
     def _stamp(self) -> None:
         """Record, per document, the file version now indexed and the time this server first saw it."""

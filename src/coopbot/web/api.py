@@ -1,48 +1,34 @@
 """The HTTP API: routes that translate JSON to `Service` calls and back; OpenAPI docs at `/docs`.
 
-Errors are JSON `{"error": {"code", "message"}}` with a 4xx status (503 when every answer slot is
-busy), never a bare 500: bodies are size-limited, questions validated, and each core error maps to
-a status here.
+Errors are JSON `{"error": {"code", "message"}}` with a 4xx status (503 when the answer line is full or the
+index cannot be used), never a bare 500: bodies are size-limited, questions validated, and `web.errors` maps
+each core error to a status. Answer routes are async: they compute on `Service.run`'s threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Header, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coopbot.assistant import QuestionError
-from coopbot.ingest.documents import DocumentError
+from coopbot.index.chroma import StoreError
 from coopbot.ingest.loaders import SUPPORTED_SUFFIXES
-from coopbot.ingest.pipeline import NothingIndexedError
-from coopbot.schema import Answer, AnswerEvent, Delta, Final, Turn, final_answer, hit_to_dict, ingest_report_to_dict
-from coopbot.web.auth import AuthError, bearer
-from coopbot.web.service import Busy, Service
+from coopbot.schema import Answer, AnswerEvent, Delta, Final, Turn, hit_to_dict, ingest_report_to_dict
+from coopbot.web.auth import bearer
+from coopbot.web.errors import ApiError, add_error_handlers, error_body, store_message
+from coopbot.web.service import Service
 
 MODEL_NAME = "coopbot"
 _UPLOAD_FILE_HELP = f"One file of type {', '.join(SUPPORTED_SUFFIXES)}."
-
-
-class ApiError(Exception):
-    """An error with its HTTP status and a stable code, rendered as JSON."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
 
 
 # -- request and response bodies ----------------------------------------------------------------------
@@ -147,42 +133,44 @@ def create_app(service: Service) -> FastAPI:
         limit=settings.server.max_request_kb * 1024,
         upload_limit=int(settings.server.max_upload_mb * 1024 * 1024) + 64 * 1024,
     )
-    _add_error_handlers(app)
+    add_error_handlers(app, service)
 
-    def api_key(authorization: Annotated[str | None, Header()] = None) -> str:
+    async def api_key(authorization: Annotated[str | None, Header()] = None) -> str:  # cheap: on the event loop
         token = bearer(authorization)
         service.guard.check_api(token)
         return token
 
-    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         service.guard.check_admin(bearer(authorization))
 
     router = APIRouter(dependencies=[Depends(api_key)])
 
     @app.get("/healthz", tags=["status"])
-    def healthz() -> dict[str, Any]:
-        """Alive and serving: the answer backend and the size of the index."""
-        return service.health()
+    async def healthz() -> dict[str, Any]:
+        """Alive; `status` "degraded" with `cause` and `hint` when the index cannot be used. Never waits behind
+        answers and never calls the store itself (its state is checked in the background every few seconds)."""
+        return await service.ahealth()
 
     @router.post("/api/ask", tags=["answers"])
-    def ask(body: AskRequest) -> dict[str, Any]:
+    async def ask(body: AskRequest) -> dict[str, Any]:
         """The whole answer at once: `Answer` as JSON (text with [n], citations, or a refusal with related passages)."""
-        return service.ask(body.question, _turns(body.history)).to_dict()
+        answer = await service.aask(body.question, _turns(body.history))
+        return answer.to_dict()
 
     @router.post("/api/ask/stream", tags=["answers"], response_class=StreamingResponse)
-    def ask_stream(body: AskRequest) -> StreamingResponse:
+    async def ask_stream(body: AskRequest) -> StreamingResponse:
         """Server-Sent Events: `delta` events ({"text"}), then one `answer` event with the whole Answer."""
-        events = service.stream(body.question, _turns(body.history))
-        first = next(events)  # errors before the first byte (empty question, busy) become a status code
+        events = service.astream(body.question, _turns(body.history))
+        first = await _first(events)  # errors before the first byte (empty question, busy) become a status code
         return _sse(_ask_events(first, events))
 
     @router.get("/api/search", tags=["search"])
-    def search(
+    async def search(
         q: Annotated[str, Query(min_length=1, max_length=2000, description="The question or keywords.")],
         k: Annotated[int, Query(ge=1, le=50, description="How many passages.")] = 5,
     ) -> dict[str, Any]:
         """The k best passages (hybrid BM25 + dense search), as `coopbot search --json` prints them."""
-        return {"query": q, "hits": [hit_to_dict(h) for h in service.search(q, k)]}
+        return {"query": q, "hits": [hit_to_dict(h) for h in await service.asearch(q, k)]}
 
     @router.get("/api/documents", tags=["documents"])
     def documents() -> dict[str, Any]:
@@ -207,7 +195,7 @@ def create_app(service: Service) -> FastAPI:
         return {"report": ingest_report_to_dict(service.knowledge.update(force=force))}
 
     @app.post("/api/embed-token", tags=["embedding"])
-    def embed_token(
+    async def embed_token(
         body: EmbedTokenRequest, request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
         """Mint a short-lived token for `/embed` (call from the portal's backend with an API key)."""
@@ -220,21 +208,21 @@ def create_app(service: Service) -> FastAPI:
         }
 
     @router.get("/v1/models", tags=["openai"])
-    def models() -> dict[str, Any]:
+    async def models() -> dict[str, Any]:
         """The one model this server answers as (OpenAI format)."""
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "coopbot"}]}
 
     @router.post("/v1/chat/completions", tags=["openai"], response_model=None)
-    def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
+    async def chat_completions(body: ChatCompletionRequest) -> dict[str, Any] | StreamingResponse:
         """OpenAI-compatible chat; citations travel in a top-level `citations` field (streaming: in the last chunk)."""
         question, history = _openai_turns(body.messages)
-        events = service.stream(question, history)
-        first = next(events)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if body.stream:
+            events = service.astream(question, history)
+            first = await _first(events)
             return _sse(_completion_chunks(completion_id, created, first, events), done=True)
-        final = final_answer(_chain(first, events))
+        final = await service.aask(question, history)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -249,7 +237,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def unknown(rest: str, request: Request) -> None:
+    async def unknown(rest: str, request: Request) -> None:
         """Unknown API paths get the API's JSON 404 (not the web page's)."""
         raise ApiError(404, "not_found", f"没有这个接口：{request.method} {request.url.path}（见 /docs）")
 
@@ -280,14 +268,15 @@ def _citation_fields(answer: Answer) -> dict[str, Any]:
     }
 
 
-def _sse(events: Iterator[tuple[str, Any]], done: bool = False) -> StreamingResponse:
-    def encode() -> Iterator[str]:
+def _sse(events: AsyncIterator[tuple[str, Any]], done: bool = False) -> StreamingResponse:
+    async def encode() -> AsyncIterator[str]:
         try:
-            for name, data in events:
+            async for name, data in events:
                 payload = json.dumps(data, ensure_ascii=False)
                 yield f"event: {name}\ndata: {payload}\n\n" if name else f"data: {payload}\n\n"
         except Exception as exc:  # after the first byte the status is sent: report in-band
-            yield f"event: error\ndata: {json.dumps(error_body('stream_failed', str(exc)), ensure_ascii=False)}\n\n"
+            message = store_message(exc) if isinstance(exc, StoreError) else str(exc)
+            yield f"event: error\ndata: {json.dumps(error_body('stream_failed', message), ensure_ascii=False)}\n\n"
         if done:
             yield "data: [DONE]\n\n"
 
@@ -296,8 +285,25 @@ def _sse(events: Iterator[tuple[str, Any]], done: bool = False) -> StreamingResp
     )
 
 
-def _ask_events(first: AnswerEvent, events: Iterator[AnswerEvent]) -> Iterator[tuple[str, Any]]:
-    for event in _chain(first, events):
+async def _first(events: AsyncGenerator[AnswerEvent, None]) -> AnswerEvent:
+    """The first event of an answer stream; one that fails before it is closed (its slot freed) and raises."""
+    try:
+        return await anext(events)
+    except BaseException:
+        await events.aclose()
+        raise
+
+
+async def _chain(first: AnswerEvent, events: AsyncGenerator[AnswerEvent, None]) -> AsyncIterator[AnswerEvent]:
+    """`first`, then the rest; the stream is closed however this ends (a client that went away included)."""
+    async with contextlib.aclosing(events):
+        yield first
+        async for event in events:
+            yield event
+
+
+async def _ask_events(first: AnswerEvent, events: AsyncGenerator[AnswerEvent, None]) -> AsyncIterator[tuple[str, Any]]:
+    async for event in _chain(first, events):
         match event:
             case Final(answer):
                 yield "answer", answer.to_dict()
@@ -305,9 +311,9 @@ def _ask_events(first: AnswerEvent, events: Iterator[AnswerEvent]) -> Iterator[t
                 yield "delta", {"text": text}
 
 
-def _completion_chunks(
-    completion_id: str, created: int, first: AnswerEvent, events: Iterator[AnswerEvent]
-) -> Iterator[tuple[str, Any]]:
+async def _completion_chunks(
+    completion_id: str, created: int, first: AnswerEvent, events: AsyncGenerator[AnswerEvent, None]
+) -> AsyncIterator[tuple[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
         return {
             "id": completion_id,
@@ -319,62 +325,9 @@ def _completion_chunks(
         }
 
     yield "", chunk({"role": "assistant", "content": ""})
-    for event in _chain(first, events):
+    async for event in _chain(first, events):
         match event:
             case Final(answer):
                 yield "", chunk({}, "stop", **_citation_fields(answer))
             case Delta(text) if text:
                 yield "", chunk({"content": text})
-
-
-def _chain(first: AnswerEvent, events: Iterator[AnswerEvent]) -> Iterator[AnswerEvent]:
-    yield first
-    yield from events
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    def respond(status: int, code: str, message: str) -> JSONResponse:
-        return JSONResponse(error_body(code, message), status_code=status)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return respond(exc.status, exc.code, exc.message)
-
-    @app.exception_handler(AuthError)
-    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        response = respond(exc.status, "unauthorized" if exc.status == 401 else "forbidden", str(exc))
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-
-    @app.exception_handler(QuestionError)
-    async def question_error(_: Request, exc: QuestionError) -> JSONResponse:
-        return respond(400, "bad_question", str(exc))
-
-    @app.exception_handler(DocumentError)
-    async def document_error(_: Request, exc: DocumentError) -> JSONResponse:
-        return respond(exc.status, "bad_document", str(exc))
-
-    @app.exception_handler(NothingIndexedError)
-    async def nothing_indexed(_: Request, exc: NothingIndexedError) -> JSONResponse:
-        return respond(400, "nothing_indexed", str(exc))
-
-    @app.exception_handler(Busy)
-    async def busy(_: Request, exc: Busy) -> JSONResponse:
-        return JSONResponse(error_body("busy", str(exc)), status_code=503, headers={"Retry-After": "2"})
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-            problems.append(f"{where}: {error.get('msg', 'invalid')}")
-        return respond(422, "invalid_request", "请求格式不正确：" + "；".join(problems))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return respond(exc.status_code, "http_error", str(exc.detail))
-
-    @app.exception_handler(ValueError)
-    async def value_error(_: Request, exc: ValueError) -> JSONResponse:
-        return respond(400, "bad_request", str(exc))

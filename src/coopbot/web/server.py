@@ -43,6 +43,7 @@ class ProgressLog:
 
 def update_index(service: Service) -> None:
     """Bring the index in step with the knowledge dir before serving; an empty folder is logged, not fatal."""
+    from coopbot.index.chroma import StoreUnavailable
     from coopbot.ingest.pipeline import NothingIndexedError
 
     began = time.perf_counter()
@@ -51,6 +52,10 @@ def update_index(service: Service) -> None:
         report = service.knowledge.update(progress=ProgressLog())
     except NothingIndexedError as exc:
         log.warning("知识库里没有可索引的文档：%s", exc)
+        return
+    except StoreUnavailable as exc:  # serve anyway: /healthz and every answer say what is wrong
+        service.probe.failed(exc)
+        log.error("索引没有更新，服务器照常启动（/healthz 显示原因）：%s", exc)
         return
     log.info(
         "索引已是最新（%.1f 秒）：%d 个文件，%d 个段落；新增 %d，更新 %d，删除 %d，跳过 %d 个文件",
@@ -232,6 +237,11 @@ def serve(settings: Settings | None = None) -> None:
 
     began = time.perf_counter()
     settings = settings or Settings()
+    from coopbot.index import writer_lock
+
+    # The server writes the index (uploads, deletions) and holds its vectors in memory: no other process may
+    # write an embedded index while it runs. Held until the process ends; IndexBusy names the current writer.
+    writer_lock.acquire(settings, f"coopbot serve (http://{settings.server.host}:{settings.server.port})")
     service = build_service(settings)
     update_index(service)  # may use every core: nothing else runs yet
     threads = tune_threads(settings)
@@ -243,6 +253,7 @@ def serve(settings: Settings | None = None) -> None:
         settings.server.host,
         settings.server.port,
     )
+    service.probe.start()  # the first /healthz finds the index checked
     if settings.server.warm_up:
         service.warm_up()
     try:

@@ -1,8 +1,12 @@
 """What the web server shares between every request: one Assistant, the knowledge base, feedback, auth.
 
-Answers are CPU-bound, so at most `server.answer_workers` are computed at once and the rest wait in line
-(up to `server.answer_wait_seconds`, then `Busy`); index changes take the knowledge base's write lock, so no
-answer reads a half-rewritten index. The UI and the API only translate to and from these calls.
+Answers are CPU-bound, so at most `server.answer_workers` are computed at once and a bounded line waits
+(`web.admission`: beyond it a request is told `Busy` at once; a waiting one gives up after
+`server.answer_wait_seconds` counted from its arrival). The async faces compute answers on threads of their
+own (`run`), never on the thread pool every other route shares, so a crowd of questions cannot starve them;
+`/healthz` reads the index's state from `web.health` without touching the store. Index changes take the
+knowledge base's write lock, so no answer reads a half-rewritten index. The UI and the API only translate
+to and from these calls.
 """
 
 from __future__ import annotations
@@ -13,22 +17,27 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
+
+import anyio
 
 from coopbot.assistant import Assistant, build_assistant
 from coopbot.config import Settings
+from coopbot.index.chroma import StoreError, StoreUnavailable
 from coopbot.ingest.documents import KnowledgeBase
 from coopbot.schema import Answer, AnswerEvent, Hit, Turn, final_answer
+from coopbot.web.admission import Admission, Busy, Ticket
 from coopbot.web.auth import Guard
 from coopbot.web.feedback import Feedback, FeedbackStore, Vote
+from coopbot.web.health import IndexHealth, StoreProbe
+
+__all__ = ["Busy", "Service"]
 
 log = logging.getLogger("coopbot.web.server")
 _WARM_BATCH = 64
-
-
-class Busy(RuntimeError):
-    """Every answer slot stayed taken for `server.answer_wait_seconds` (HTTP 503); the message says to retry."""
+HEALTH_WAIT = 0.25  # seconds `/healthz` waits for a due index check before showing the last one
+_T = TypeVar("_T")
 
 
 class Service:
@@ -40,42 +49,83 @@ class Service:
         self.guard = Guard(settings)
         self.feedback = FeedbackStore(settings.data_dir / "feedback.jsonl")
         self.knowledge = KnowledgeBase(settings, index=self.assistant.retriever.index, embedder=self.assistant.embedder)
-        self._slots = threading.BoundedSemaphore(settings.server.answer_workers)
+        server = settings.server
+        self.admission = Admission(server.answer_workers, server.answer_queue, server.answer_wait_seconds)
+        self.probe = StoreProbe(self._index_size)
+        self._limiter: tuple[Admission, anyio.CapacityLimiter] | None = None
         self.started = time.time()
         self.warmed = False
         self._closing = threading.Event()
 
-    def _enter(self) -> float:
-        """Take an answer slot and a read lock on the index, or raise Busy; returns the deadline."""
-        deadline = time.monotonic() + self.settings.server.answer_wait_seconds
-        if not self._slots.acquire(timeout=self.settings.server.answer_wait_seconds):
-            raise Busy("服务器繁忙：请稍后再试。")
-        if not self.knowledge.lock.acquire_read(timeout=max(0.0, deadline - time.monotonic())):
-            self._slots.release()
-            raise Busy("知识库正在更新：请稍后再试。")
-        return deadline
+    # -- answers, from any thread ------------------------------------------------------------------
 
-    def _leave(self) -> None:
-        self.knowledge.lock.release_read()
-        self._slots.release()
-
-    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
-        """`Assistant.stream` within a slot: `Delta`s, then the `Final` answer. Raises QuestionError, Busy."""
-        self._enter()
+    @contextlib.contextmanager
+    def _answering(self, ticket: Ticket | None) -> Iterator[None]:
+        """Wait for a slot (Busy at the deadline), read-lock the index, and free both whatever happens."""
+        ticket = ticket or self.admission.admit()
         try:
+            ticket.take()
+            if not self.knowledge.lock.acquire_read(timeout=ticket.remaining()):
+                raise Busy("知识库正在更新：请稍后再试。", 5)
+            try:
+                yield
+            except StoreUnavailable as exc:
+                self.probe.failed(exc)
+                raise
+            finally:
+                self.knowledge.lock.release_read()
+        finally:
+            ticket.close()
+
+    def stream(
+        self, question: str, history: Sequence[Turn] = (), ticket: Ticket | None = None
+    ) -> Generator[AnswerEvent, None, None]:
+        """`Assistant.stream` within a slot: `Delta`s, then the `Final` answer. Raises QuestionError, Busy,
+        StoreUnavailable. Without a `ticket` the request is admitted when the first event is asked for."""
+        with self._answering(ticket):
             yield from self.assistant.stream(question, history)
-        finally:
-            self._leave()
 
-    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        return final_answer(self.stream(question, history))
+    def ask(self, question: str, history: Sequence[Turn] = (), ticket: Ticket | None = None) -> Answer:
+        return final_answer(self.stream(question, history, ticket))
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        self._enter()
-        try:
+    def search(self, query: str, k: int, ticket: Ticket | None = None) -> list[Hit]:
+        with self._answering(ticket):
             return self.assistant.retriever.search(query, k)
+
+    # -- answers, from the event loop --------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """`fn(*args)` on the answer threads: not the pool every other route shares. Their number is bounded
+        by admission (slots + line), and the limiter is sized to never be the one that makes them wait."""
+        admission = self.admission
+        if self._limiter is None or self._limiter[0] is not admission:
+            self._limiter = (admission, anyio.CapacityLimiter(2 * admission.workers + admission.queue))
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter[1])
+
+    async def astream(self, question: str, history: Sequence[Turn] = ()) -> AsyncGenerator[AnswerEvent, None]:
+        """`stream` for the event loop: admitted at once (or Busy), each step computed on the answer threads."""
+        ticket = self.admission.admit()
+        events = self.stream(question, history, ticket)
+        try:
+            while (event := await self.run(next, events, None)) is not None:
+                yield event
         finally:
-            self._leave()
+            events.close()  # a suspended stream releases its slot and lock; one never started does nothing
+            ticket.close()  # ... so its place in line is given up here
+
+    async def aask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        ticket = self.admission.admit()
+        try:
+            return await self.run(self.ask, question, history, ticket)
+        finally:
+            ticket.close()
+
+    async def asearch(self, query: str, k: int) -> list[Hit]:
+        ticket = self.admission.admit()
+        try:
+            return await self.run(self.search, query, k, ticket)
+        finally:
+            ticket.close()
 
     def vote(self, answer: Answer, vote: Vote) -> None:
         self.feedback.record(Feedback.of(answer, vote))
@@ -87,9 +137,15 @@ class Service:
         the vectors (`Embedder.embed_sentences`); a cold server pays ~1-3 s of CPU per new question for
         them. Warming uses idle CPU only (nice 19 for this thread on Linux) and stops at `close()`.
         """
-        thread = threading.Thread(target=self._warm, name="coopbot-warm-up", daemon=True)
+        thread = threading.Thread(target=self._warm_safely, name="coopbot-warm-up", daemon=True)
         thread.start()
         return thread
+
+    def _warm_safely(self) -> None:
+        try:
+            self._warm()
+        except StoreError as exc:  # the index broke meanwhile: answers say so; warming is only an optimisation
+            log.warning("预热中止：%s", exc)
 
     def _warm(self) -> None:
         from coopbot.text.sentences import split_sentences
@@ -115,18 +171,38 @@ class Service:
         self._closing.set()
         self.assistant.close()
 
-    def health(self) -> dict[str, Any]:
-        """What `/healthz` reports: alive, the answer backend and its model's state, the index size."""
+    # -- health ------------------------------------------------------------------------------------
+
+    def _index_size(self) -> tuple[int, int]:
+        """What the health check asks the store: documents and chunks (metadata only)."""
         documents = self.knowledge.list()
+        return len(documents), sum(d.chunks for d in documents)
+
+    def health(self, wait: float = 5.0) -> dict[str, Any]:
+        """What `/healthz` reports, from a thread (waits up to `wait` seconds for a due index check)."""
+        return self._health_body(self.probe.health(wait))
+
+    async def ahealth(self) -> dict[str, Any]:
+        """`/healthz` on the event loop: never waits on the store, at most `HEALTH_WAIT` for a due check."""
+        return self._health_body(await self.probe.ahealth(HEALTH_WAIT))
+
+    def _health_body(self, index: IndexHealth | None) -> dict[str, Any]:
+        """Alive; "degraded" with the cause and what to do when the index cannot be used; the answer backend and
+        its model's state, the index size (the last known one while degraded), the answer line."""
         generator = self.assistant.generator
         model = dataclasses.asdict(generator.status()) if generator is not None else None
+        degraded = index is not None and not index.ok
         return {
-            "status": "ok",
+            "status": "degraded" if degraded else "ok",
+            "cause": index.cause if degraded and index is not None else None,
+            "hint": index.hint if degraded and index is not None else None,
             "backend": self.assistant.backend_name,
             "model": model,
-            "documents": len(documents),
-            "chunks": sum(d.chunks for d in documents),
+            "documents": index.documents if index is not None else None,
+            "chunks": index.chunks if index is not None else None,
+            "index_checked_s_ago": round(time.monotonic() - index.checked, 1) if index is not None else None,
             "indexing": self.knowledge.lock.writing,
+            "answers": self.admission.snapshot(),
             "warmed": self.warmed,
             "uptime_s": round(time.time() - self.started, 1),
         }

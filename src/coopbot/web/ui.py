@@ -6,18 +6,20 @@ Callbacks only translate between components and `Service`; what they show is ren
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from coopbot.assistant import QuestionError
+from coopbot.index.chroma import StoreError, StoreUnavailable
 from coopbot.ingest.documents import DocumentError
 from coopbot.ingest.loaders import SUPPORTED_SUFFIXES
 from coopbot.ingest.pipeline import NothingIndexedError
 from coopbot.schema import Delta, Final, Turn
 from coopbot.web.auth import AuthError
+from coopbot.web.errors import store_message
 from coopbot.web.render import Exchange, Session, answer_footer, escape_markdown, render_answer, render_sources
 from coopbot.web.service import Busy, Service
 
@@ -87,10 +89,14 @@ def theme() -> Any:
 # -- the chat (shared by the full page and the embed page) ---------------------------------------------
 
 
-def chat_events(
+async def chat_events(
     service: Service, question: str, messages: list[dict[str, Any]] | None, session: Session
-) -> Iterator[tuple[list[dict[str, Any]], str, Session, str, str]]:
-    """Stream one answer into the chatbot: (messages, sources html, session, textbox, plain answer text)."""
+) -> AsyncIterator[tuple[list[dict[str, Any]], str, Session, str, str]]:
+    """Stream one answer into the chatbot: (messages, sources html, session, textbox, plain answer text).
+
+    Async, so a waiting question holds no thread: the answer is computed on the service's answer threads.
+    A full line, a bad question or an index that cannot be used becomes the assistant's message (in Chinese),
+    and the question stays in the box to send again."""
     messages = list(messages or [])
     question = (question or "").strip()
     if not question:
@@ -101,7 +107,7 @@ def chat_events(
     yield messages, render_sources(session), session, "", ""
     text = ""
     try:
-        for event in service.stream(question, session.history()):
+        async for event in service.astream(question, session.history()):
             match event:
                 case Final(answer):
                     session.exchanges.append(Exchange(question, answer))
@@ -112,8 +118,9 @@ def chat_events(
                     text += piece
                     messages[-1] = {"role": "assistant", "content": render_answer(text, turn)}
                     yield messages, render_sources(session), session, "", text
-    except (QuestionError, Busy) as exc:
-        messages[-1] = {"role": "assistant", "content": escape_markdown(str(exc))}
+    except (QuestionError, Busy, StoreError) as exc:
+        message = store_message(exc) if isinstance(exc, StoreError) else str(exc)
+        messages[-1] = {"role": "assistant", "content": escape_markdown(message)}
         yield messages, render_sources(session), session, question, ""
 
 
@@ -169,8 +176,9 @@ def _chat_block(service: Service, *, compact: bool) -> None:
                 gr.Markdown("### 来源")
             sources = gr.HTML(render_sources(Session()), elem_id="coopbot-sources")
 
-    def respond(question: str, messages: list[dict[str, Any]] | None, state: Session) -> Iterator[Any]:
-        yield from chat_events(service, question, messages, state)
+    async def respond(question: str, messages: list[dict[str, Any]] | None, state: Session) -> AsyncIterator[Any]:
+        async for update in chat_events(service, question, messages, state):
+            yield update
 
     gr.on(
         triggers=[box.submit, send.click],
@@ -200,14 +208,14 @@ def _chat_block(service: Service, *, compact: bool) -> None:
 
     chatbot.like(like, [session], [status], api_visibility="private")
 
-    def api_chat(message: str, history: list[dict[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+    async def api_chat(message: str, history: list[dict[str, str]] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Answer `message` (with earlier {"role","content"} turns): partial {"text"} items, then the whole Answer."""
         turns = [
             Turn(str(t["role"]), str(t["content"])) for t in history or [] if t.get("role") in ("user", "assistant")
         ]
         text = ""
         try:
-            for event in service.stream(message, turns):
+            async for event in service.astream(message, turns):
                 match event:
                     case Final(answer):
                         yield {"done": True, **answer.to_dict()}
@@ -216,6 +224,8 @@ def _chat_block(service: Service, *, compact: bool) -> None:
                         yield {"done": False, "text": text}
         except (QuestionError, Busy) as exc:
             raise gr.Error(str(exc)) from exc
+        except StoreError as exc:
+            raise gr.Error(store_message(exc)) from exc
 
     gr.api(api_chat, api_name="chat", concurrency_limit=None)  # type: ignore[attr-defined]
 
@@ -251,15 +261,24 @@ def document_rows(service: Service) -> list[list[Any]]:
     return [[d.title, d.doc_id, d.chunks, d.indexed_at or "—"] for d in service.knowledge.list()]
 
 
+def _rows_or_problem(service: Service) -> tuple[list[list[Any]], str]:
+    """The document rows and the table's label; an index that cannot be read says so in the label."""
+    try:
+        rows = document_rows(service)
+    except StoreError as exc:
+        return [], f"已索引的文档（无法读取：{store_message(exc)}）"
+    return rows, f"已索引的文档（{len(rows)} 个）"
+
+
 def _knowledge_tab(service: Service) -> None:
     admin = service.guard.admin_enabled
-    docs = service.knowledge.list()
+    rows, label = _rows_or_problem(service)
     table = gr.Dataframe(
-        value=document_rows(service),
+        value=rows,
         headers=["标题", "文件", "段落数", "最后索引"],
         datatype=["str", "str", "number", "str"],
         interactive=False,
-        label=f"已索引的文档（{len(docs)} 个）",
+        label=label,
         elem_id="coopbot-documents",
     )
     refresh = gr.Button("刷新列表", size="sm")
@@ -283,16 +302,14 @@ def _knowledge_tab(service: Service) -> None:
             force = gr.Checkbox(label="完全重建（重新嵌入全部段落，耗时数分钟）", value=False, interactive=admin)
             rebuild = gr.Button("重建索引", interactive=admin)
             choice = gr.Dropdown(
-                choices=[d.doc_id for d in docs], label="要删除的文档", interactive=admin, allow_custom_value=False
+                choices=[r[1] for r in rows], label="要删除的文档", interactive=admin, allow_custom_value=False
             )
             remove = gr.Button("删除文档", variant="stop", interactive=admin)
     result = gr.Textbox(label="结果", interactive=False, lines=3, elem_id="coopbot-admin-result")
 
     def listing() -> tuple[Any, Any]:
-        rows = document_rows(service)
-        return gr.Dataframe(value=rows, label=f"已索引的文档（{len(rows)} 个）"), gr.Dropdown(
-            choices=[r[1] for r in rows], value=None
-        )
+        rows, label = _rows_or_problem(service)
+        return gr.Dataframe(value=rows, label=label), gr.Dropdown(choices=[r[1] for r in rows], value=None)
 
     def progress_of(progress: gr.Progress) -> Any:
         def report(stage: str, done: int, total: int) -> None:
@@ -306,6 +323,10 @@ def _knowledge_tab(service: Service) -> None:
         try:
             message = str(action())
         except (AuthError, DocumentError, NothingIndexedError) as exc:
+            message = f"失败：{exc}"
+        except StoreUnavailable as exc:  # the admin who acts here is the one to read the cause and the fix
+            message = f"失败：{store_message(exc)}\n{exc}"
+        except StoreError as exc:  # e.g. another process is writing the index: its message says what to do
             message = f"失败：{exc}"
         return (message, *listing())
 
