@@ -3,26 +3,27 @@ a serving app and under an ingest, then started again."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from coopbot.config import Settings
+from coopbot.config import OFFLINE_ENV, Settings
 from coopbot.index.chroma import StoreError, StoreUnavailable
 from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Retriever
 
-from ..conftest import KNOWLEDGE, coopbot
+from ..conftest import KNOWLEDGE, ROOT, coopbot
 from ..fakes.embedder import fake_embedder, fake_settings
 from ..processes import stop, wait_ready
 from .serving import DOCUMENT, QUESTION, serve_in_thread, slow_service
@@ -237,3 +238,87 @@ def test_a_chroma_server_that_hangs_never_holds_up_health(
         while client.get(url + "/healthz").json()["status"] != "ok":
             assert time.monotonic() < give_up, "health did not recover after SIGCONT"
             time.sleep(0.2)
+
+
+NEW_DOCUMENT = (
+    "# 青岚湾科创走廊\n\n青岚湾科创走廊由三座城市共建，重点发展海洋传感器与深海装备。"
+    "走廊设立联合实验室十二家，共享大型科研仪器。"
+)
+
+
+def _app(data_dir: Path, knowledge: Path, model_dir: Path, chroma_port: int, log: Path) -> tuple[Any, str]:
+    """`python app.py` on a free port over the shared Chroma server, with its own data dir (its BM25 file)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COOPBOT_")}
+    env |= {
+        "COOPBOT_CONFIG": str(data_dir.parent / "absent.toml"),
+        "COOPBOT_DATA_DIR": str(data_dir),
+        "COOPBOT_KNOWLEDGE_DIR": str(knowledge),
+        "COOPBOT_EMBEDDING_MODEL": str(model_dir),
+        "COOPBOT_CHROMA_MODE": "server",
+        "COOPBOT_CHROMA_PORT": str(chroma_port),
+        "COOPBOT_PORT": str(port),
+        "COOPBOT_ADMIN_TOKEN": "admin-secret",
+        "COOPBOT_LLM": "extractive",
+        "COOPBOT_WARM_UP": "false",
+        **OFFLINE_ENV,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/healthz", process, log, timeout=300, what="app.py")
+    return process, url
+
+
+def _found_in_both_halves(url: str, doc_id: str) -> bool:
+    hits = httpx.get(url + "/api/search", params={"q": "青岚湾科创走廊的联合实验室有多少家", "k": 5}).json()["hits"]
+    mine = [h for h in hits if h["doc_id"] == doc_id]
+    return bool(mine) and mine[0]["lexical_rank"] is not None and mine[0]["dense_rank"] is not None
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if condition():
+            return time.monotonic() - began
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout:g} s")
+
+
+def test_two_app_instances_on_one_chroma_server_see_each_others_changes(
+    chroma: Chroma, tmp_path: Path, model_dir: Path
+) -> None:
+    """The documented scale-out: an upload through one instance is found through the other in the dense and
+    the BM25 half within seconds, and so is a deletion."""
+    knowledge = tmp_path / "shared-knowledge"
+    knowledge.mkdir()
+    shutil.copy(KNOWLEDGE / SEED, knowledge)
+    first, url_a = _app(tmp_path / "a", knowledge, model_dir, chroma.port, tmp_path / "a.log")
+    try:
+        second, url_b = _app(tmp_path / "b", knowledge, model_dir, chroma.port, tmp_path / "b.log")
+        try:
+            admin = {"Authorization": "Bearer admin-secret"}
+            files = {"file": ("qinglan.md", NEW_DOCUMENT.encode(), "text/markdown")}
+            uploaded = httpx.post(url_a + "/api/documents", files=files, headers=admin, timeout=120)
+            assert uploaded.status_code == 200, uploaded.text
+            seen = _wait(lambda: _found_in_both_halves(url_b, "qinglan.md"), timeout=30)
+            print(f"upload through A found through B after {seen:.1f} s")
+            assert seen < 10, seen  # the other instance checks the collection's change token every 2 s
+
+            deleted = httpx.delete(url_b + "/api/documents/qinglan.md", headers=admin, timeout=120)
+            assert deleted.status_code == 200, deleted.text
+            gone = _wait(
+                lambda: (
+                    not any(
+                        h["doc_id"] == "qinglan.md"
+                        for h in httpx.get(url_a + "/api/search", params={"q": "青岚湾科创走廊", "k": 5}).json()["hits"]
+                    )
+                ),
+                timeout=30,
+            )
+            print(f"deletion through B gone from A after {gone:.1f} s")
+            assert gone < 10, gone
+        finally:
+            stop(second)
+    finally:
+        stop(first)

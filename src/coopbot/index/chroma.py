@@ -7,6 +7,7 @@ is the source of truth for what is indexed: no side file can drift out of step w
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 MODEL_KEY = "coopbot:embedding_model"
 FINGERPRINT_KEY = "coopbot:embedding_fingerprint"
+VERSION_KEY = "coopbot:version"  # a new random token after every change: how other processes notice one
 _PAGE = 2000  # rows per `get` page when reading the whole collection
 
 
@@ -261,7 +263,7 @@ class ChunkStore:
         result = collection.query(
             query_embeddings=vector.reshape(1, -1), n_results=k, include=["documents", "metadatas", "distances"]
         )
-        hits = []
+        hits: list[Hit] = []
         rows = zip(
             result["ids"][0],
             (result["documents"] or [[]])[0],
@@ -269,10 +271,31 @@ class ChunkStore:
             (result["distances"] or [[]])[0],
             strict=True,
         )
-        for rank, (chunk_id, text, meta, distance) in enumerate(rows, start=1):
-            stored = _from_row(chunk_id, text or "", dict(meta or {}))
-            hits.append(Hit(stored.chunk, score=1.0 - float(distance), rank=rank))
+        for chunk_id, text, meta, distance in rows:
+            if not meta or "doc_id" not in meta:  # deleted underneath a stale in-memory vector index: gone
+                continue
+            stored = _from_row(chunk_id, text or "", dict(meta))
+            hits.append(Hit(stored.chunk, score=1.0 - float(distance), rank=len(hits) + 1))
         return hits
+
+    @guarded
+    def version(self) -> str | None:
+        """The collection's change token, read fresh from the store (None: none written yet, or no collection)."""
+        names = {c if isinstance(c, str) else c.name for c in self.client.list_collections()}
+        if self.settings.index.collection not in names:
+            return None
+        metadata = self.client.get_collection(self.settings.index.collection).metadata or {}
+        token = metadata.get(VERSION_KEY)
+        return str(token) if token else None
+
+    @guarded
+    def mark_changed(self, identity: ModelIdentity) -> str:
+        """Give the collection a new change token, keeping its model identity; returns the token."""
+        collection = self.open(identity)
+        token = secrets.token_hex(8)
+        metadata = {MODEL_KEY: identity.name, FINGERPRINT_KEY: identity.fingerprint, VERSION_KEY: token}
+        collection.modify(metadata=metadata)
+        return token
 
     @guarded
     def drop(self) -> None:

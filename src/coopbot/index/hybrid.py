@@ -4,7 +4,10 @@ Writes go through `HybridIndex.writing()`: each change reaches Chroma at once, a
 when the block ends (one file write per ingest, not one per file). A block that fails, or a process
 killed in the middle of one, leaves BM25 behind the collection; the next block or `refresh` heals it,
 because the collection stays the source of truth. Readers in other processes catch up in
-`keep_in_step` (the BM25 file was rewritten, or the collection's size moved).
+`keep_in_step` (the BM25 file was rewritten, or the collection's size moved). On a Chroma server
+shared by several app instances, each with its own BM25 file, every write block gives the collection
+a new change token (`ChunkStore.mark_changed`, at its start and its end); an instance compares the
+token with the one it last synced at every `_SHARED_CHECK_SECONDS` and syncs when it differs.
 
 Writing an embedded index takes the writer lock (`writer_lock`): one writing process at a time. While
 another process writes, a reader heals BM25 in memory only and leaves the writer's file alone.
@@ -28,6 +31,7 @@ from coopbot.index.embedder import ModelIdentity, model_identity
 from coopbot.schema import Chunk, Hit
 
 _CHECK_SECONDS = 30.0  # how often a long-lived reader checks that BM25 matches the collection
+_SHARED_CHECK_SECONDS = 2.0  # how often an instance on a Chroma server asks whether another one changed it
 
 
 class Writes:
@@ -75,6 +79,8 @@ class HybridIndex:
         self._lexical = self._load_lexical()
         self._lock = threading.Lock()
         self._checked = 0.0
+        self._version: str | None = None  # the collection's change token when BM25 last matched it
+        self._version_checked = 0.0
 
     def _load_lexical(self) -> LexicalIndex:
         return LexicalIndex.load(
@@ -138,18 +144,26 @@ class HybridIndex:
         """Reread the BM25 file if another process rewrote it, then match the collection's ids (metadata
         only; just the texts of chunks BM25 lacks are read) and build the BM25 matrices for search."""
         with self._lock:
+            version = self._store.version()  # read first: a change made during the sync is caught next time
             if self._lexical.file_changed():
                 self._lexical = self._load_lexical()
             with writer_lock.if_free(self.settings) as may_write:
                 report = self._lexical.sync(self._store, self.identity, persist=may_write)
             self._lexical.prepare()
-            self._checked = time.monotonic()
+            self._checked = self._version_checked = time.monotonic()
+            self._version = version
             return report
 
     def keep_in_step(self) -> None:
-        """Cheap checks before a search: the BM25 file was rewritten, or the collection's size moved."""
+        """Cheap checks before a search: the BM25 file was rewritten, another instance changed the shared
+        collection (Chroma server), or the collection's size moved."""
         if self._lexical.file_changed():
             self.refresh()
+        elif self.settings.index.chroma_mode == "server":
+            if time.monotonic() - self._version_checked > _SHARED_CHECK_SECONDS:
+                self._version_checked = time.monotonic()
+                if self._store.version() != self._version:
+                    self.refresh()
         elif time.monotonic() - self._checked > _CHECK_SECONDS:
             self._checked = time.monotonic()
             if self.count() != len(self._lexical):
@@ -165,12 +179,14 @@ class HybridIndex:
         """
         with writer_lock.writer(self.settings):
             writes = Writes(self._store, self.identity)
+            self._store.mark_changed(self.identity)  # other instances resync even if this block dies half-way
             yield writes
             with self._lock:
                 if self._lexical.file_changed():
                     self._lexical = self._load_lexical()
                 self._lexical.update({}, writes.removed & writes.texts.keys())  # rewritten under the same id
                 self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts)
+                self._version = self._store.mark_changed(self.identity)
 
     def drop(self) -> None:
         """Delete the collection and BM25 with it, file included (a rebuild from nothing: `reindex --force`)."""
