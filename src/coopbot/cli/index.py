@@ -135,3 +135,26 @@ def search_command(
         print_json({"question": question, "hits": [hit_to_dict(h) for h in hits]})
     else:
         _print_hits(hits)
+
+
+def doctor_command(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild BM25, remove ghost chunks and rewrite documents.json if needed.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the index (store, model, chunks, BM25, files, documents.json); exit 1 while a problem remains."""
+    offline()
+    from coopbot.ingest.doctor import examine
+
+    findings = examine(load_settings(), repair=repair)
+    if as_json:
+        print_json({"findings": [f.to_dict() for f in findings]})
+    else:
+        colour = {"ok": "green", "repaired": "yellow", "problem": "red"}
+        for finding in findings:
+            fix = f"\n    -> {finding.fix}" if finding.status == "problem" and finding.fix else ""
+            console.print(f"[{colour[finding.status]}]{finding.status:8}[/] {finding.check}: ", end="", highlight=False)
+            console.print(f"{finding.detail}{fix}", markup=False, highlight=False)
+    if any(f.status == "problem" for f in findings):
+        raise typer.Exit(1)

@@ -11,7 +11,7 @@ import typer
 from coopbot.cli.ask import ask_command, chat_command
 from coopbot.cli.common import clear_errors
 from coopbot.cli.eval import eval_app
-from coopbot.cli.index import ingest_command, reindex_command, search_command
+from coopbot.cli.index import doctor_command, ingest_command, reindex_command, search_command
 from coopbot.cli.model import model_app
 from coopbot.cli.serve import serve_command
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command("ingest")(ingest_command)
 app.command("reindex")(reindex_command)
 app.command("search")(search_command)
+app.command("doctor")(doctor_command)
 app.command("ask")(ask_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)

@@ -188,6 +188,13 @@ class HybridIndex:
                 self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts)
                 self._version = self._store.mark_changed(self.identity)
 
+    def rebuild_lexical(self) -> SyncReport:
+        """Throw BM25 away and build it again from the collection's texts (`coopbot doctor --repair`)."""
+        with writer_lock.writer(self.settings), self._lock:
+            index_path(self.settings).unlink(missing_ok=True)
+            self._lexical = self._load_lexical()  # the file is gone: empty
+        return self.refresh()
+
     def drop(self) -> None:
         """Delete the collection and BM25 with it, file included (a rebuild from nothing: `reindex --force`)."""
         with writer_lock.writer(self.settings), self._lock:

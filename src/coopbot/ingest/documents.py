@@ -183,7 +183,7 @@ class KnowledgeBase:
                 report = pipeline.ingest(self.settings, index=self.index, embedder=self.embedder, progress=progress)
         finally:
             self.lock.release_write()
-        self._stamp()
+        self.stamp()
         return report
 
     def add(self, filename: str, data: bytes, *, progress: pipeline.Progress | None = None) -> tuple[str, IngestReport]:
@@ -237,7 +237,7 @@ class KnowledgeBase:
                 writes.delete(ids)
         finally:
             self.lock.release_write()
-        self._stamp()
+        self.stamp()
         return len(ids)
 
     # -- when each document was last indexed -------------------------------------------------------
@@ -294,7 +294,7 @@ class KnowledgeBase:
                 problem,
             )
 
-    def _stamp(self) -> None:
+    def stamp(self) -> None:
         """Record, per document, the file version now indexed and the time this server first saw it."""
         with self._stamps_lock:
             stamps = self._read_stamps()
