@@ -13,7 +13,7 @@ import pytest
 
 from coopbot.config import Settings
 from coopbot.evals.retrieval import Passage, passage_chunk
-from coopbot.index.bm25 import LexicalIndex, index_path
+from coopbot.index.bm25 import LexicalIndex, SyncReport, index_path
 from coopbot.index.chroma import StoredChunk, indexed_model
 from coopbot.index.embedder import Embedder, model_identity
 from coopbot.index.hybrid import HybridIndex, Writes
@@ -74,10 +74,12 @@ def test_writes_delete_and_replace_keep_both_equal(settings: Settings, embedder:
     assert "实验室" in index.lexical.tokens("gba") and "深圳" not in index.lexical.tokens("gba")
     assert index.lexical.search("联合实验室", 1)[0].chunk_id == "gba"
 
-    with index.writing() as writes:  # metadata only: nothing to tokenise, nothing to save
-        before = index.lexical.loaded_stamp
+    with index.writing() as writes:  # metadata only: nothing to tokenise (the file records the new token)
+        before = {chunk_id: index.lexical.tokens(chunk_id) for chunk_id in index.lexical.ids}
         writes.update_metadata(_chunks("yrd"))
-    assert _in_step(index) == {"yrd", "gba", "pump"} and index.lexical.loaded_stamp == before
+    assert _in_step(index) == {"yrd", "gba", "pump"}
+    assert {chunk_id: index.lexical.tokens(chunk_id) for chunk_id in index.lexical.ids} == before
+    assert LexicalIndex.load(index_path(settings)).collection_version == index._store.version()
 
     index.drop()
     assert _in_step(index) == set()
@@ -175,3 +177,19 @@ def test_reindex_rebuilds_bm25_from_nothing(settings: Settings, embedder: Embedd
     rebuilt = HybridIndex(settings)
     assert _in_step(rebuilt) and all(rebuilt.lexical.tokens(i) for i in rebuilt.lexical.ids)
     assert rebuilt.lexical.search("科技创新共同体", 5)
+
+
+def test_a_start_trusts_words_saved_at_the_collections_token_and_nothing_else(
+    settings: Settings, embedder: Embedder
+) -> None:
+    with HybridIndex(settings).writing() as writes:
+        _add(writes, _chunks("yrd", "gba"), embedder)
+    assert HybridIndex(settings).refresh() == SyncReport(0, 0, 0)  # saved at the current token: no ids read
+
+    with HybridIndex(settings).writing() as writes:  # another writer's block: a new token
+        _add(writes, _chunks("jjj"), embedder)
+    stale = LexicalIndex.load(index_path(settings))
+    stale.update({}, ["jjj"])  # words from before that block (an update forgets the token)
+    stale.save()
+    index = HybridIndex(settings)
+    assert index.refresh().added == 1 and _in_step(index) == {"yrd", "gba", "jjj"}

@@ -91,6 +91,8 @@ class LexicalIndex:
         self._tokens: dict[str, list[str]] = {}
         self._model: Bm25Matrix | None = None
         self.generation: str | None = None  # of the words in the file, when memory holds exactly them
+        # The collection's change token these words were last made equal to (None: not known to be equal).
+        self.collection_version: str | None = None
         self._lock = threading.Lock()
         self.loaded_stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file when last read/written
 
@@ -120,6 +122,7 @@ class LexicalIndex:
         if gone or new:
             self._model = None
             self.generation = None
+            self.collection_version = None
         return len(new), len(gone)
 
     # -- persistence ---------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ class LexicalIndex:
         if isinstance(chunks, dict):
             index._tokens = {str(k): str(v).split() for k, v in chunks.items()}
             index.generation = str(data.get("generation") or "") or None
+            index.collection_version = str(data.get("collection_version") or "") or None
         index.loaded_stamp = (stat.st_mtime_ns, stat.st_size)
         return index
 
@@ -151,6 +155,7 @@ class LexicalIndex:
             "format": FORMAT,
             "tokenizer": tokenizer_fingerprint(),
             "generation": (generation := secrets.token_hex(8)),
+            "collection_version": self.collection_version,
             "chunks": {chunk_id: " ".join(words) for chunk_id, words in sorted(self._tokens.items())},
         }
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -185,12 +190,14 @@ class LexicalIndex:
         ids: Iterable[str] | None = None,
         texts: Mapping[str, str] | None = None,
         persist: bool = True,
+        version: str | None = None,
     ) -> SyncReport:
         """Make the held ids equal the collection's, then save if anything changed (or no file exists yet).
 
         `ids`: the collection's chunk ids if the caller already knows them (else read, metadata only).
         `texts`: embed texts the caller already has; the texts of other missing ids are read from Chroma.
         `persist`: False keeps the change in memory (a reader must not rewrite a file the writer owns).
+        `version`: the collection's change token the ids were read at, remembered with the words.
         """
         wanted = set(ids) if ids is not None else set(store.records(identity))
         texts = texts or {}
@@ -200,7 +207,9 @@ class LexicalIndex:
         fetched = fetch_embed_texts(store, identity, to_fetch)
         known.update(fetched)
         added, removed = self.update(known, [chunk_id for chunk_id in self._tokens if chunk_id not in wanted])
-        if persist and (added or removed or (self.path is not None and not self.path.exists())):
+        changed_version = version != self.collection_version
+        self.collection_version = version
+        if persist and (added or removed or changed_version or (self.path is not None and not self.path.exists())):
             self.save()
         return SyncReport(added, removed, len(fetched))
 

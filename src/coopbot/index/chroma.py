@@ -289,10 +289,10 @@ class ChunkStore:
         return str(token) if token else None
 
     @guarded
-    def mark_changed(self, identity: ModelIdentity) -> str:
-        """Give the collection a new change token, keeping its model identity; returns the token."""
+    def mark_changed(self, identity: ModelIdentity, token: str | None = None) -> str:
+        """Give the collection a new change token (`token`, or a random one), keeping its model identity."""
         collection = self.open(identity)
-        token = secrets.token_hex(8)
+        token = token or secrets.token_hex(8)
         metadata = {MODEL_KEY: identity.name, FINGERPRINT_KEY: identity.fingerprint, VERSION_KEY: token}
         collection.modify(metadata=metadata)
         return token

@@ -16,6 +16,7 @@ another process writes, a reader heals BM25 in memory only and leaves the writer
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -140,15 +141,21 @@ class HybridIndex:
 
     # -- keeping BM25 equal to the collection ------------------------------------------------------------
 
-    def refresh(self) -> SyncReport:
+    def refresh(self, *, force: bool = False) -> SyncReport:
         """Reread the BM25 file if another process rewrote it, then match the collection's ids (metadata
-        only; just the texts of chunks BM25 lacks are read) and build the BM25 matrices for search."""
+        only; just the texts of chunks BM25 lacks are read) and build the BM25 matrices for search.
+
+        Words saved at the collection's current change token are equal to it already: no ids are read
+        (at 100k chunks, reading them is most of a server's start). `force` reads them anyway."""
         with self._lock:
             version = self._store.version()  # read first: a change made during the sync is caught next time
             if self._lexical.file_changed():
                 self._lexical = self._load_lexical()
-            with writer_lock.if_free(self.settings) as may_write:
-                report = self._lexical.sync(self._store, self.identity, persist=may_write)
+            if not force and version is not None and self._lexical.collection_version == version:
+                report = SyncReport(0, 0, 0)
+            else:
+                with writer_lock.if_free(self.settings) as may_write:
+                    report = self._lexical.sync(self._store, self.identity, persist=may_write, version=version)
             self._lexical.prepare()
             self._checked = self._version_checked = time.monotonic()
             self._version = version
@@ -167,7 +174,7 @@ class HybridIndex:
         elif time.monotonic() - self._checked > _CHECK_SECONDS:
             self._checked = time.monotonic()
             if self.count() != len(self._lexical):
-                self.refresh()
+                self.refresh(force=True)  # the token says equal, the sizes do not: trust the collection
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Writes]:
@@ -185,8 +192,11 @@ class HybridIndex:
                 if self._lexical.file_changed():
                     self._lexical = self._load_lexical()
                 self._lexical.update({}, writes.removed & writes.texts.keys())  # rewritten under the same id
-                self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts)
-                self._version = self._store.mark_changed(self.identity)
+                # The words are saved with the token the collection gets right after: if this process dies in
+                # between, the collection keeps the block's first token, and the next start syncs in full.
+                token = secrets.token_hex(8)
+                self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts, version=token)
+                self._version = self._store.mark_changed(self.identity, token)
 
     def rebuild_lexical(self) -> SyncReport:
         """Throw BM25 away and build it again from the collection's texts (`coopbot doctor --repair`)."""
