@@ -148,6 +148,7 @@ class HybridIndex:
         Words saved at the collection's current change token are equal to it already: no ids are read
         (at 100k chunks, reading them is most of a server's start). `force` reads them anyway."""
         with self._lock:
+            self._store.open(self.identity)  # refuses a collection of another model, synced or not
             version = self._store.version()  # read first: a change made during the sync is caught next time
             if self._lexical.file_changed():
                 self._lexical = self._load_lexical()
