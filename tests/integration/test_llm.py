@@ -197,9 +197,7 @@ def test_langchain_chat_model_as_the_generator(kb_settings: Settings, assistant:
 
 
 def test_server_down_falls_back_to_extractive(kb_settings: Settings) -> None:
-    settings = kb_settings.model_copy(
-        update={"llm": "openai", "openai_base_url": f"http://127.0.0.1:{free_port()}/v1", "llm_timeout_s": 5}
-    )
+    settings = kb_settings.replace(llm="openai", openai_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_timeout_s=5)
     began = time.monotonic()
     pieces, answer = _streamed(build_assistant(settings), CASES["kb-002"].question)
     assert time.monotonic() - began < 30
