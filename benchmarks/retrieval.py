@@ -12,12 +12,18 @@ Prints R@1, R@5, R@10, MRR@10 and latency p50/p95 per retriever and set, then th
 on every set hybrid R@5 within 0.01 of the best single retriever; hybrid's mean R@5 above both single
 retrievers' means; DRCD hybrid R@5 >= 0.97; hybrid p50 latency < 60 ms.
 `--set dedup_jaccard=1` (etc.) overrides a setting for the run, to measure its effect.
+
+`--encoders torch,onnx,onnx-int8` (`name:N` also sets N threads) runs the whole benchmark once per encoder, each
+in its own process, interleaved over `--rounds`, and prints them side by side: R@1 and R@5 of dense and hybrid
+per set, hybrid p50 latency (the question's encoding included) and peak RSS. Recall does not vary between
+rounds; latency does, so the median round is printed. ONNX encoders need `coopbot model prepare` first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coopbot.config import offline
+from interleave import interleaved_runs
 
 if TYPE_CHECKING:
     from coopbot.config import Settings
@@ -61,12 +68,16 @@ def main() -> None:
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--encoders", help="compare encoders, e.g. torch,onnx,onnx-int8 or onnx-int8:2 (N threads)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of --encoders (default 1)")
     args = parser.parse_args()
+    if args.encoders:
+        child_args = ["--datasets", str(args.datasets), *(f"--set={pair}" for pair in args.overrides)]
+        compare_encoders(args.encoders.split(","), args.rounds, child_args, args.json)
+        return
 
     project = Settings()  # the project's data dir: prepared model and embedding cache
-    base = Settings.model_validate(
-        {**project.model_dump(), "embedding_model": model_location(project), **_overrides(args.overrides)}
-    )
+    base = project.replace(embedding_model=model_location(project), **_overrides(args.overrides))
     folders = find_eval_sets(args.datasets)
     if not folders:
         sys.exit(f"no evaluation sets (folders with corpus.jsonl) under {args.datasets}")
@@ -135,7 +146,9 @@ def _figures(sets: list[SetResult], base: Settings, load_seconds: float) -> dict
             "bm25_b": base.index.bm25_b,
             "dedup_jaccard": base.retrieval.dedup_jaccard,
         },
+        "encoder": base.index.encoder,
         "model_load_seconds": round(load_seconds, 1),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "sets": per_set,
         "mean_R@5": {mode: round(v, 4) for mode, v in mean_r5.items()},
         "hybrid_p50_ms_all_sets": round(hybrid_p50, 1),
@@ -175,6 +188,34 @@ def _print(sets: list[SetResult], figures: dict[str, object]) -> None:
     assert isinstance(targets, dict)
     for name, met in targets.items():
         print(f"target {'MET   ' if met else 'MISSED'} {name}")
+
+
+def compare_encoders(variants: list[str], rounds: int, child_args: list[str], as_json: bool) -> None:
+    """The benchmark once per variant and round, each in its own process, interleaved; a side-by-side table."""
+    runs = interleaved_runs(variants, rounds, __file__, child_args)
+    if as_json:
+        print(json.dumps(runs, indent=2, ensure_ascii=False))
+        return
+    header = f"{'set':16} {'encoder':14} {'dense R@1':>9} {'R@5':>6} {'hybrid R@1':>10} {'R@5':>6} {'p50 ms':>7}"
+    print(header)
+    print("-" * len(header))
+    for name in runs[variants[0]][0]["sets"]:
+        for variant in variants:
+            first = runs[variant][0]["sets"][name]
+            p50 = statistics.median(r["sets"][name]["hybrid"]["latency_ms"]["p50"] for r in runs[variant])
+            dense, hybrid = first["dense"], first["hybrid"]
+            print(
+                f"{name:16} {variant:14} {dense['recall@1']:9.3f} {dense['recall@5']:6.3f} "
+                f"{hybrid['recall@1']:10.3f} {hybrid['recall@5']:6.3f} {p50:7.1f}"
+            )
+    print()
+    for variant in variants:
+        p50s = [r["hybrid_p50_ms_all_sets"] for r in runs[variant]]
+        rss = [r["peak_rss_mb"] for r in runs[variant]]
+        print(
+            f"{variant:14} hybrid p50 over all sets {statistics.median(p50s)} ms {p50s}, "
+            f"peak RSS {statistics.median(rss)} MB {rss}, mean R@5 {runs[variant][0]['mean_R@5']}"
+        )
 
 
 if __name__ == "__main__":

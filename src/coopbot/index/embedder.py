@@ -1,7 +1,8 @@
-"""Text -> vectors with sentence-transformers, and the model's identity for the index.
+"""Text -> vectors with the configured encoder (torch or ONNX Runtime), and the model's identity for the index.
 
 The identity (name + fingerprint) is cheap to compute without loading torch, so an unchanged
-re-index never pays for a model load, yet an index built with another model is always detected.
+re-index never pays for a model load, yet an index built with another model, or the same model
+through another encoder, is always detected.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,11 +26,14 @@ from coopbot.config import BUNDLED_MODEL, Settings
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from coopbot.index.onnx_encoder import OnnxEncoder
+
 BUNDLED_FOLDER = "multilingual-e5-small"
 _FINGERPRINT_FILES = ("config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _RECENT_QUERIES = 64  # question vectors kept by `Embedder.embed_query`
 _SENTENCE_CACHE = 50_000  # sentence vectors kept by `Embedder.embed_sentences` (~1.5 KB each)
+ONNX_THREADS = 1  # per forward pass unless `encoder_threads` says otherwise: see `IndexSettings.encoder_threads`
 
 
 class EmbeddingError(RuntimeError):
@@ -71,9 +75,13 @@ def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
     files += sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if not any(p.suffix in _WEIGHT_SUFFIXES for p in files):
         raise EmbeddingError(f"{folder} holds no model weights (*.safetensors or *.bin)")
+    return _files_fingerprint(folder, files, str(folder.resolve()), cache_file)
+
+
+def _files_fingerprint(folder: Path, files: list[Path], key: str, cache_file: Path) -> str:
+    """sha256 over the names (relative to `folder`) and contents of `files`, cached under `key` by (size, mtime)."""
     names = [str(p.relative_to(folder)) for p in files]
     stamp = [[name, p.stat().st_size, p.stat().st_mtime_ns] for name, p in zip(names, files, strict=True)]
-    key = str(folder.resolve())
     cache: dict[str, dict[str, object]] = {}
     if cache_file.is_file():
         try:
@@ -95,21 +103,67 @@ def _folder_fingerprint(folder: Path, cache_file: Path) -> str:
     return fingerprint
 
 
-def model_identity(settings: Settings) -> ModelIdentity:
-    """Name and fingerprint of the configured model, without loading it when it is a local folder."""
+def _fingerprint_cache(settings: Settings) -> Path:
+    return settings.models_dir / "fingerprints.json"
+
+
+def _onnx_folder(settings: Settings) -> Path:
+    """The local model folder an ONNX encoder is exported from and next to."""
     location = model_location(settings)
     folder = Path(location).expanduser()
+    if not folder.is_dir():
+        raise EmbeddingError(
+            f"the {settings.index.encoder!r} encoder runs a graph exported from a local model folder, and "
+            f"{location!r} is not one: use the bundled model or a sentence-transformers folder, or "
+            "COOPBOT_ENCODER=torch"
+        )
+    return folder
+
+
+def _onnx_files(settings: Settings) -> tuple[Path, list[Path], str]:
+    """The model folder, the encoder's graph and tokenizer, and the fingerprint of the weights they come from."""
+    from coopbot.index.onnx_encoder import encoder_files
+
+    encoder = settings.index.encoder
+    assert encoder != "torch", "torch reads the model folder itself"
+    folder = _onnx_folder(settings)
+    weights = _folder_fingerprint(folder, _fingerprint_cache(settings))
+    return folder, encoder_files(folder, encoder, weights), weights
+
+
+def model_identity(settings: Settings) -> ModelIdentity:
+    """Name and fingerprint of the configured model and encoder, without loading the model.
+
+    torch's is the model folder's fingerprint, as before encoders were selectable, so indexes built then keep
+    working. An ONNX encoder's also covers its graph and tokenizer, and its name says which encoder: its vectors
+    differ from torch's (int8) or may (fp32), so they must never share a collection.
+    """
+    name = settings.index.embedding_model
+    if settings.index.encoder != "torch":
+        folder, files, weights = _onnx_files(settings)
+        encoder = settings.index.encoder
+        graph = _files_fingerprint(folder, files, f"{folder.resolve()}#{encoder}", _fingerprint_cache(settings))
+        fingerprint = hashlib.sha256(f"{weights}\0{encoder}\0{graph}".encode()).hexdigest()[:32]
+        return ModelIdentity(f"{name} ({encoder})", fingerprint)
+    folder = Path(model_location(settings)).expanduser()
     if folder.is_dir():
-        fingerprint = _folder_fingerprint(folder, settings.models_dir / "fingerprints.json")
-    else:  # a hub name: the loaded weights are the only trustworthy identity
-        fingerprint = load_embedder(settings).weights_fingerprint()
-    return ModelIdentity(settings.index.embedding_model, fingerprint)
+        return ModelIdentity(name, _folder_fingerprint(folder, _fingerprint_cache(settings)))
+    # a hub name: the loaded weights are the only trustworthy identity
+    return ModelIdentity(name, load_embedder(settings).weights_fingerprint())
+
+
+def prepare_onnx(settings: Settings, *, force: bool = False) -> dict[str, Any]:
+    """Export the configured model folder's ONNX graphs (fp32 and int8) into it, unless done for these weights."""
+    from coopbot.index import onnx_export
+
+    folder = _onnx_folder(settings)
+    return onnx_export.export(folder, _folder_fingerprint(folder, _fingerprint_cache(settings)), force=force)
 
 
 class Embedder:
-    """A loaded sentence-transformers model with the query/passage prefixes the model expects."""
+    """A loaded model (sentence-transformers or ONNX Runtime) with the query/passage prefixes it expects."""
 
-    def __init__(self, model: SentenceTransformer, settings: Settings) -> None:
+    def __init__(self, model: SentenceTransformer | OnnxEncoder, settings: Settings) -> None:
         self.model = model
         self.settings = settings
         self._recent_queries: dict[str, npt.NDArray[np.float32]] = {}
@@ -180,6 +234,10 @@ class Embedder:
 
     def weights_fingerprint(self) -> str:
         """sha256 over the model's parameters, for models that have no local folder to hash."""
+        from coopbot.index.onnx_encoder import OnnxEncoder
+
+        if isinstance(self.model, OnnxEncoder):
+            raise EmbeddingError("an ONNX encoder is identified by its files: use `model_identity`")
         digest = hashlib.sha256()
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode())
@@ -187,16 +245,29 @@ class Embedder:
         return digest.hexdigest()[:32]
 
 
-_LOADED: dict[tuple[str, str, str], Embedder] = {}
+_LOADED: dict[tuple[str, str, int, str, str], Embedder] = {}
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """Load (once per process) the configured model; hub models load only where a hub is reachable."""
+    """Load (once per process) the configured model with the configured encoder, the one place that chooses."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     location = model_location(settings)
-    key = (location, settings.index.query_prefix, settings.index.passage_prefix)
-    if key in _LOADED:
-        return _LOADED[key]
+    encoder, threads = settings.index.encoder, settings.index.encoder_threads
+    key = (location, encoder, threads, settings.index.query_prefix, settings.index.passage_prefix)
+    if key not in _LOADED:
+        if encoder == "torch":
+            _LOADED[key] = Embedder(_load_sentence_transformer(location, threads), settings)
+        else:
+            from coopbot.index.onnx_encoder import load_onnx_encoder
+
+            onnx_threads = threads or ONNX_THREADS
+            _LOADED[key] = Embedder(load_onnx_encoder(_onnx_files(settings)[1], onnx_threads), settings)
+    return _LOADED[key]
+
+
+def _load_sentence_transformer(location: str, threads: int) -> SentenceTransformer:
+    """The model through torch; hub models load only where a hub is reachable. `threads` 0 leaves torch's own
+    thread policy alone (every core; `coopbot serve` narrows it per answer worker)."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:  # pragma: no cover - a broken install
@@ -204,16 +275,17 @@ def load_embedder(settings: Settings) -> Embedder:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
-        model = SentenceTransformer(location, device="cpu")
+        return SentenceTransformer(location, device="cpu")
     except OSError as exc:
         raise EmbeddingError(
             f"cannot load embedding model {location!r}: {exc}. Use a local sentence-transformers folder, "
             f"or the bundled model (COOPBOT_EMBEDDING_MODEL={BUNDLED_MODEL}) when no hub is reachable."
         ) from exc
-    embedder = Embedder(model, settings)
-    _LOADED[key] = embedder
-    return embedder
 
 
 class CachedEmbedder(Embedder):
@@ -226,7 +298,7 @@ class CachedEmbedder(Embedder):
     one: the Chroma collection already is its cache.
     """
 
-    def __init__(self, model: SentenceTransformer, settings: Settings, path: Path) -> None:
+    def __init__(self, model: SentenceTransformer | OnnxEncoder, settings: Settings, path: Path) -> None:
         super().__init__(model, settings)
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
