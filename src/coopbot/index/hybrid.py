@@ -44,9 +44,17 @@ class Writes:
         self.ids = set(self.held)  # the collection as the block's writes leave it
         self.texts: dict[str, str] = {}  # embed texts of the chunks written, so BM25 need not read them back
         self.removed: set[str] = set()
+        self.touched = False  # chunks were added or deleted: what BM25, here and in other instances, follows
+
+    def _touch(self) -> None:
+        """Before the first add or delete, a new change token: other instances resync even if the block dies."""
+        if not self.touched:
+            self._store.mark_changed(self._identity)
+            self.touched = True
 
     def add(self, chunks: Sequence[StoredChunk], vectors: npt.NDArray[np.float32]) -> None:
         """Write chunks with their vectors (upsert, so a repeated write after a crash is harmless)."""
+        self._touch()
         self._store.add(self._identity, chunks, vectors)
         for stored in chunks:
             self.ids.add(stored.chunk.chunk_id)
@@ -59,6 +67,7 @@ class Writes:
     def delete(self, ids: Iterable[str]) -> None:
         """Remove chunks by id."""
         ids = list(ids)
+        self._touch()
         self._store.delete(self._identity, ids)
         self.ids.difference_update(ids)
         self.removed.update(ids)
@@ -187,17 +196,18 @@ class HybridIndex:
         """
         with writer_lock.writer(self.settings):
             writes = Writes(self._store, self.identity)
-            self._store.mark_changed(self.identity)  # other instances resync even if this block dies half-way
             yield writes
             with self._lock:
                 if self._lexical.file_changed():
                     self._lexical = self._load_lexical()
                 self._lexical.update({}, writes.removed & writes.texts.keys())  # rewritten under the same id
-                # The words are saved with the token the collection gets right after: if this process dies in
-                # between, the collection keeps the block's first token, and the next start syncs in full.
-                token = secrets.token_hex(8)
+                # After adds or deletes the words are saved with the token the collection gets right after: if this
+                # process dies in between, the collection keeps the block's first token and the next start syncs
+                # in full. A block of metadata only leaves the token, and BM25, as they were.
+                token = secrets.token_hex(8) if writes.touched else self._store.version()
                 self._lexical.sync(self._store, self.identity, ids=writes.ids, texts=writes.texts, version=token)
-                self._version = self._store.mark_changed(self.identity, token)
+                if writes.touched:
+                    self._version = self._store.mark_changed(self.identity, token)
 
     def rebuild_lexical(self) -> SyncReport:
         """Throw BM25 away and build it again from the collection's texts (`coopbot doctor --repair`)."""
