@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from coopbot.config import Settings
 from coopbot.index.bm25 import LexicalIndex, index_path
-from coopbot.index.chroma import ModelMismatchError, StoreError, StoreUnavailable
+from coopbot.index.chroma import ChunkRecord, ModelMismatchError, StoreError, StoreUnavailable
 from coopbot.index.hybrid import HybridIndex
 from coopbot.ingest.documents import KnowledgeBase
 from coopbot.ingest.pipeline import KNOWLEDGE_ROOT
@@ -67,8 +67,10 @@ def examine(settings: Settings, *, repair: bool = False) -> list[Finding]:
         else Finding("chunks", "ok", "every chunk has its metadata")
     )
     findings.append(_bm25(index, set(records), repair))
-    findings.append(_ghosts(settings, index, repair))
-    findings.append(_stamps(settings, index, repair))
+    findings.append(_ghosts(settings, index, records, repair))
+    if findings[-1].status == "repaired":
+        records = index.records()  # the ghosts are gone
+    findings.append(_stamps(settings, index, records, repair))
     return findings
 
 
@@ -91,11 +93,11 @@ def _bm25(index: HybridIndex, ids: set[str], repair: bool) -> Finding:
     return Finding("bm25", "repaired", detail + "; rebuilt from the collection")
 
 
-def _ghosts(settings: Settings, index: HybridIndex, repair: bool) -> Finding:
+def _ghosts(settings: Settings, index: HybridIndex, records: dict[str, ChunkRecord], repair: bool) -> Finding:
     knowledge = settings.knowledge_dir.resolve()
     legacy = str(knowledge)
     ghosts: dict[str, list[str]] = {}
-    for chunk_id, record in index.records().items():
+    for chunk_id, record in records.items():
         if record.root in (KNOWLEDGE_ROOT, legacy) and not (knowledge / record.doc_id).is_file():
             ghosts.setdefault(record.doc_id, []).append(chunk_id)
     if not ghosts:
@@ -108,7 +110,7 @@ def _ghosts(settings: Settings, index: HybridIndex, repair: bool) -> Finding:
     return Finding("files", "repaired", detail + "; their chunks were removed")
 
 
-def _stamps(settings: Settings, index: HybridIndex, repair: bool) -> Finding:
+def _stamps(settings: Settings, index: HybridIndex, records: dict[str, ChunkRecord], repair: bool) -> Finding:
     path = settings.data_dir / "documents.json"
     if not path.exists():
         return Finding("documents.json", "ok", "absent (dates show as unknown until the next index change)")
@@ -117,7 +119,7 @@ def _stamps(settings: Settings, index: HybridIndex, repair: bool) -> Finding:
         entries = data if isinstance(data, dict) else None
     except (OSError, ValueError):
         entries = None
-    indexed = {record.doc_id for record in index.records().values()}
+    indexed = {record.doc_id for record in records.values()}
     if entries is None:
         problem = "is not a JSON object of documents"
     else:
