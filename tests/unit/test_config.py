@@ -114,6 +114,15 @@ def test_replace_takes_flat_or_nested_names_and_validates() -> None:
         settings.replace(chunk_size=100)
 
 
+def test_model_copy_with_an_update_is_a_validated_replace() -> None:
+    settings = Settings()
+    copied = settings.model_copy(update={"llm": "openai", "chunk_size": 300})
+    assert copied.llm.backend == "openai" and copied.index.chunk_size == 300
+    with pytest.raises(ValidationError):
+        settings.model_copy(update={"llm": "no-such-backend"})
+    assert settings.model_copy() == settings
+
+
 def test_invalid_values_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COOPBOT_CHROMA_MODE", "cloud")
     with pytest.raises(ValidationError, match="chroma_mode"):

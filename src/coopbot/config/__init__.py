@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,19 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """A validated copy with some settings changed, by flat name (`chunk_size=300`) or by section.
 
-        Unlike `model_copy(update=...)`, a flat name lands in its section and the result is validated.
+        A flat name lands in its section and the result is validated; `model_copy(update=...)` does the same.
         """
         values = self.model_dump()
         for key, value in nest_flat_names(changes, origin="replace()").items():
             merge = key in SECTIONS and isinstance(value, dict)
             values[key] = {**values[key], **value} if merge else value
         return type(self).model_validate(values)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """pydantic's copy, except that `update` goes through `replace`: pydantic sets its keys unvalidated, so
+        `update={"llm": "openai"}` replaced the whole `llm` section with a string (a test did exactly that)."""
+        copied = super().model_copy(deep=deep)
+        return copied.replace(**update) if update else copied
 
     @property
     def chroma_path(self) -> Path:
