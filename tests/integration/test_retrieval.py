@@ -27,8 +27,6 @@ from coopbot.ingest.pipeline import ingest
 from coopbot.retrieval.retriever import Candidate, Retriever, fuse
 from coopbot.schema import Hit
 
-from .test_server_mode import chroma_server  # noqa: F401 - a fixture
-
 # A small corpus with a trap for each retriever: the pump passages all match "水泵 维护" semantically,
 # but only `asset` carries the exact asset code; `fuel` shares no word with "怎样开车更省油".
 PASSAGES = {
@@ -278,7 +276,7 @@ def test_load_eval_set_checks_the_files(tmp_path: Path) -> None:
 
 def test_server_mode_retrievers_with_their_own_data_dirs(
     settings: Settings,
-    chroma_server: int,  # noqa: F811 - the imported fixture
+    chroma_server: int,
     tmp_path: Path,
 ) -> None:
     from ..conftest import KNOWLEDGE

@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,71 +25,10 @@ from coopbot.retrieval.retriever import Retriever
 from ..conftest import KNOWLEDGE, ROOT, coopbot
 from ..fakes.embedder import fake_embedder, fake_settings
 from ..processes import stop, wait_ready
+from .conftest import Chroma, free_port
 from .serving import DOCUMENT, QUESTION, serve_in_thread, slow_service
 
 SEED = "seed-cross-regional-innovation-cooperation.txt"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _chroma_binary() -> str:
-    beside_python = Path(sys.executable).parent / "chroma"
-    found = str(beside_python) if beside_python.exists() else shutil.which("chroma")
-    if not found:
-        pytest.fail("the `chroma` command (installed with chromadb) is missing: pip install chromadb")
-    return found
-
-
-class Chroma:
-    """A `chroma run` process on loopback that a test can kill and start again (same port, same folder)."""
-
-    def __init__(self, folder: Path, port: int) -> None:
-        self.folder, self.port = folder, port
-        self.log = folder / "chroma.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> float:
-        """Start it and wait until it answers; returns the seconds that took."""
-        began = time.monotonic()
-        command = [_chroma_binary(), "run", "--path", str(self.folder / "server-db"), "--host", "127.0.0.1"]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([*command, "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT)
-        heartbeat = f"http://127.0.0.1:{self.port}/api/v2/heartbeat"
-        wait_ready(heartbeat, self.process, self.log, timeout=60, what="chroma run")
-        return time.monotonic() - began
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes mid-whatever, as in a crash."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-
-@pytest.fixture
-def chroma(tmp_path: Path) -> Iterator[Chroma]:
-    """`chroma run` on a free port, stopped afterwards."""
-    server = Chroma(tmp_path, _free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def chroma_server(chroma: Chroma) -> int:
-    """The port of a running `chroma run`."""
-    return chroma.port
 
 
 def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_server: int) -> None:
@@ -116,7 +54,7 @@ def test_ingest_and_search_through_a_chroma_server(settings: Settings, chroma_se
 
 
 def test_unreachable_server_gives_a_clear_error(settings: Settings) -> None:
-    server = settings.replace(chroma_mode="server", chroma_port=_free_port())
+    server = settings.replace(chroma_mode="server", chroma_port=free_port())
     with pytest.raises(StoreError, match="chroma run"):
         HybridIndex(server)
 
@@ -193,7 +131,7 @@ def test_the_cli_says_the_server_is_down_in_one_line(tmp_path: Path) -> None:
         "COOPBOT_KNOWLEDGE_DIR": str(settings.knowledge_dir),
         "COOPBOT_EMBEDDING_MODEL": settings.index.embedding_model,
         "COOPBOT_CHROMA_MODE": "server",
-        "COOPBOT_CHROMA_PORT": str(_free_port()),
+        "COOPBOT_CHROMA_PORT": str(free_port()),
     }
     for args in [("ingest",), ("search", "长三角"), ("model", "info")]:
         result = coopbot(*args, env=env)
@@ -248,7 +186,7 @@ NEW_DOCUMENT = (
 
 def _app(data_dir: Path, knowledge: Path, model_dir: Path, chroma_port: int, log: Path) -> tuple[Any, str]:
     """`python app.py` on a free port over the shared Chroma server, with its own data dir (its BM25 file)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COOPBOT_")}
     env |= {
         "COOPBOT_CONFIG": str(data_dir.parent / "absent.toml"),
