@@ -1,6 +1,7 @@
 """Fit the answer-sentence model and the answerability gate on drcd-test; check them on the other sets.
 
     .venv/bin/python benchmarks/answerability.py [--datasets DIR] [--fit drcd-test] [--write] [--json]
+        [--fit-near-misses] [--name-features]
 
 Every set under DIR (default ../shared/datasets, read in place) is indexed as `coopbot eval retrieval`
 does, and each question is asked through the production retriever and sentence features twice: over
@@ -8,9 +9,12 @@ the whole corpus and with its gold passages left out (`coopbot.evals.answerabili
 set only:
 - the sentence model: logistic regression, one row per sentence of the passages the answerer reads,
   label "the sentence holds an answer string";
-- the gate: logistic regression over `GATE_FEATURES`, label answerable (1) against left-out questions
-  whose answer is gone from the passages read (0); left-out questions whose answer is still there are
-  left out of the fit (their label is unknown);
+- the gate: logistic regression over `GATE_FEATURES`, label answerable (1) against must-refuse (0):
+  left-out questions whose answer is gone from the passages read; left-out questions whose answer is
+  still there are left out of the fit (their label is unknown). Near misses (the question with a year,
+  place, person or organisation swapped for one its article never mentions, `near_miss.py`; at most
+  NEAR_MISSES per set) are always asked and measured, and join the fit with `--fit-near-misses`;
+  `--name-features` adds `NAME_FEATURES` (issue 12's note has what both do);
 - the threshold: the 5th percentile of the gate's probabilities on the fitting set's answerable
   questions (5 % false refusals there); 5-fold cross-validation by article reports the in-set figures;
 - the sentence choice settings (`answer_relative_score`, `answer_neighbour_score`) from a small grid,
@@ -27,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import pickle
+import random
 import statistics
 import sys
 import tempfile
@@ -53,15 +58,19 @@ MAX_MEAN_SENTENCES = 2.0
 # Cached asks hold the retrieval and the cosines; bump this when retrieval or the cosine features change
 # (text features are recomputed on every run).
 RETRIEVAL_VERSION = "1"
+NEAR_MISS_VERSION = "3"  # bump when near_miss.py makes other questions
+NEAR_MISSES = 1500  # per set, drawn at random (seeded): enough to fit on, bounded in time
 RETRIEVAL_SETTINGS = {
-    "embedding_model", "query_prefix", "passage_prefix", "retriever", "retrieval_candidates", "fusion_lexical_weight",
-    "bm25_k1", "bm25_b", "dedup_jaccard", "answer_top_k", "answer_passages", "answer_min_sentence_chars",
-}  # fmt: skip
+    "index": {"embedding_model", "encoder", "query_prefix", "passage_prefix", "bm25_k1", "bm25_b"},
+    "retrieval": {"retriever", "candidates", "fusion_lexical_weight", "dedup_jaccard"},
+    "answer": {"top_k", "passages", "min_sentence_chars"},
+}
 
 
 def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
     """The set's asks (cached on disk by the set's files and settings) and its rarity function."""
-    from coopbot.evals.answerability import ask_all
+    from coopbot.evals.answerability import ask_all, ask_near_misses
+    from coopbot.evals.near_miss import near_miss_queries
     from coopbot.evals.retrieval import eval_settings, index_eval_set, load_eval_set, passage_chunk
     from coopbot.index.bm25 import LexicalIndex
     from coopbot.index.embedder import cached_embedder
@@ -72,24 +81,40 @@ def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
     retrieval = base.model_dump_json(include=RETRIEVAL_SETTINGS)
     key = hashlib.sha256(files + RETRIEVAL_VERSION.encode() + retrieval.encode()).hexdigest()[:16]
     cache = base.data_dir / "cache" / "answerability" / f"{eval_set.name}-{key}.pkl"
-    if cache.is_file():  # the rarities come from the same lexical index the retriever builds
+    near_cache = cache.with_name(f"{cache.stem}-near{NEAR_MISS_VERSION}-{NEAR_MISSES}.pkl")
+    retriever: Retriever | None = None
+    embedder = cached_embedder(base)  # the project's vector cache: a second run encodes nothing
+    settings = eval_settings(base, tmp, eval_set.name)
+    begin = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 200 == 0 or done == total:
+            print(f"  [{eval_set.name}] {done}/{total} ({time.perf_counter() - begin:.0f} s)", file=sys.stderr)
+
+    def open_retriever() -> Retriever:
+        nonlocal retriever
+        if retriever is None:
+            index = index_eval_set(settings, eval_set, embedder=embedder)
+            retriever = Retriever(settings, index=index, embedder=embedder)
+        return retriever
+
+    if cache.is_file():
         asked: list[Asked] = pickle.loads(cache.read_bytes())
-        lexical = LexicalIndex(None, k1=base.index.bm25_k1, b=base.index.bm25_b)
-        lexical.update({p.id: passage_chunk(p, eval_set.name).chunk.embed_text for p in eval_set.passages})
     else:
-        settings = eval_settings(base, tmp, eval_set.name)
-        embedder = cached_embedder(base)  # the project's vector cache: a second run encodes nothing
-        retriever = Retriever(settings, index=index_eval_set(settings, eval_set, embedder=embedder), embedder=embedder)
-        begin = time.perf_counter()
-
-        def progress(done: int, total: int) -> None:
-            if done % 200 == 0 or done == total:
-                print(f"  [{eval_set.name}] {done}/{total} ({time.perf_counter() - begin:.0f} s)", file=sys.stderr)
-
-        asked = ask_all(eval_set, retriever, embedder, settings, progress)
+        asked = ask_all(eval_set, open_retriever(), embedder, settings, progress)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(asked))
-        lexical = retriever.lexical
+    if near_cache.is_file():
+        near: list[Asked] = pickle.loads(near_cache.read_bytes())
+    else:
+        made = near_miss_queries(eval_set)
+        made = random.Random(0).sample(made, min(NEAR_MISSES, len(made)))
+        near = ask_near_misses(made, open_retriever(), embedder, settings, progress)
+        near_cache.write_bytes(pickle.dumps(near))
+    asked += near
+    # the rarities come from the same lexical index the retriever builds
+    lexical = LexicalIndex(None, k1=base.index.bm25_k1, b=base.index.bm25_b)
+    lexical.update({p.id: passage_chunk(p, eval_set.name).chunk.embed_text for p in eval_set.passages})
     lexical.prepare()
     refresh_text_features(asked, lexical.idf)
     return asked, lexical.idf
@@ -109,10 +134,23 @@ def refresh_text_features(asked: list[Asked], rarity: Any) -> None:
             values.update(text_features(asking, hit.chunk.text, sentences, at))
 
 
-def fit(asked: list[Asked], rarity: Any) -> dict[str, LogisticModel]:
+@dataclasses.dataclass(frozen=True)
+class GateRecipe:
+    """What the gate is fitted with beyond the default: near misses as negatives, the name features."""
+
+    near_misses: bool = False
+    name_features: bool = False
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        from coopbot.answering.gate import GATE_FEATURES, NAME_FEATURES
+
+        return GATE_FEATURES + NAME_FEATURES if self.name_features else GATE_FEATURES
+
+
+def fit(asked: list[Asked], rarity: Any, recipe: GateRecipe) -> dict[str, LogisticModel]:
     """Sentence model, gate and threshold from one set's asks (see the module docstring)."""
     from coopbot.answering.extractive import SENTENCE_FEATURES
-    from coopbot.answering.gate import GATE_FEATURES
     from coopbot.answering.model import fit_logistic
     from coopbot.evals.answerability import gate_rows
 
@@ -122,16 +160,18 @@ def fit(asked: list[Asked], rarity: Any) -> dict[str, LogisticModel]:
             rows += [[v[name] for name in SENTENCE_FEATURES] for _, _, _, v in a.sentences]
             labels += a.sentence_labels()
     sentence = fit_logistic(np.asarray(rows), np.asarray(labels, dtype=float), SENTENCE_FEATURES)
-    used = [a for a in asked if a.answerable or not a.answer_present]
-    x = gate_rows(used, sentence, rarity)
+    used = [a for a in asked if a.answerable or (a.must_refuse and (recipe.near_misses or not a.near_miss))]
+    x = gate_rows(used, sentence, rarity, recipe.features)
     y = np.asarray([a.answerable for a in used], dtype=float)
-    gate = fit_logistic(x, y, GATE_FEATURES)
+    gate = fit_logistic(x, y, recipe.features)
     answerable_scores = gate.probabilities(x[y == 1])
     threshold = float(np.quantile(answerable_scores, FALSE_REFUSALS))
     return {"sentence": sentence, "answerability": dataclasses.replace(gate, threshold=threshold)}
 
 
-def cross_validate(asked: list[Asked], rarity: Any, settings: Settings, folds: int = 5) -> dict[str, float]:
+def cross_validate(
+    asked: list[Asked], rarity: Any, settings: Settings, recipe: GateRecipe, folds: int = 5
+) -> dict[str, float]:
     """Fit on 4/5 of the articles, measure on the rest; the mean over folds."""
     from coopbot.evals.answerability import measure
 
@@ -142,7 +182,7 @@ def cross_validate(asked: list[Asked], rarity: Any, settings: Settings, folds: i
         held = {n for i, n in enumerate(names) if i % folds == fold}
         train = [a for a in asked if article[a.query.id] not in held]
         test = [a for a in asked if article[a.query.id] in held]
-        figures.append(measure(f"fold{fold}", test, settings, rarity, fit(train, rarity)).to_dict())
+        figures.append(measure(f"fold{fold}", test, settings, rarity, fit(train, rarity, recipe)).to_dict())
     keys = ("auc", "false_refusal_rate", "refusal_accuracy", "answer_in_chosen", "answer_in_best")
     return {k: round(statistics.fmean(f[k] for f in figures), 4) for k in keys}
 
@@ -187,11 +227,11 @@ def hand_rules(
     from coopbot.evals.answerability import gate_rows
 
     gate = models["answerability"]
-    scores = gate.probabilities(gate_rows(asked, models["sentence"], rarity))
+    scores = gate.probabilities(gate_rows(asked, models["sentence"], rarity, gate.features))
     counts = {"answerable": 0, "must_refuse": 0}
     refused = {f"{rule}_{group}": 0 for rule in ("kind", "names") for group in counts}
     for a, score in zip(asked, scores, strict=True):
-        if a.left_out and a.answer_present:
+        if not a.answerable and not a.must_refuse:
             continue
         group = "answerable" if a.answerable else "must_refuse"
         counts[group] += 1
@@ -217,7 +257,10 @@ def main() -> None:
     parser.add_argument("--fit", default="drcd-test", help="the set to fit on (the others are only measured)")
     parser.add_argument("--write", action="store_true", help=f"store the fitted models in {OUTPUT.relative_to(ROOT)}")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--fit-near-misses", action="store_true", help="near misses as negatives in the gate's fit")
+    parser.add_argument("--name-features", action="store_true", help="the gate also reads NAME_FEATURES")
     args = parser.parse_args()
+    recipe = GateRecipe(args.fit_near_misses, args.name_features)
 
     project = Settings()
     base = project.replace(embedding_model=model_location(project))
@@ -227,15 +270,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coopbot-answerability-") as tmp:
         collected = {name: collect(folder, base, Path(tmp)) for name, folder in folders.items()}
     asked, rarity = collected[args.fit]
-    models = fit(asked, rarity)
+    models = fit(asked, rarity, recipe)
     chosen = choose_settings(asked, models, base)
     settings = base.replace(**chosen)
     report: dict[str, Any] = {"fitted_on": args.fit, "sentence_choice": chosen}
-    report["cross_validation"] = cross_validate(asked, rarity, settings)
+    report["cross_validation"] = cross_validate(asked, rarity, settings, recipe)
     report["sets"] = {name: measure(name, a, settings, r, models).to_dict() for name, (a, r) in collected.items()}
     report["hand_rules"] = {name: hand_rules(a, models, settings, r) for name, (a, r) in collected.items()}
     provenance = {
-        "fitted_on": f"../shared/datasets/{args.fit} ({len(asked) // 2} questions, leave-gold-out negatives)",
+        "fitted_on": f"../shared/datasets/{args.fit} ({sum(a.answerable for a in asked)} questions, "
+        + (
+            f"leave-gold-out and {sum(a.near_miss for a in asked)} near-miss negatives)"
+            if recipe.near_misses
+            else "leave-gold-out negatives)"
+        ),
         "method": "benchmarks/answerability.py: L2 logistic regression (l2=1) on standardised features; "
         f"threshold = {FALSE_REFUSALS:.0%} quantile of answerable probabilities on the fitting set",
         "embedding_model": project.index.embedding_model,

@@ -68,7 +68,8 @@ def test_blind_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path) -> 
 
 
 def test_answerability_suite_meets_its_floors(model_dir: Path, external_data_dir: Path) -> None:
-    """Refusal with the gold passage left out, and the answer in the chosen sentences, on sets nobody fitted on."""
+    """Refusal with the gold passage left out and of near misses, and the answer in the chosen sentences, on sets
+    nobody fitted on."""
     env = {"COOPBOT_DATA_DIR": str(external_data_dir), "COOPBOT_EMBEDDING_MODEL": str(model_dir)}
     for name in GATED_SETS:
         run = coopbot("eval", "answerability", str(DATASETS / name), "--json", "--check", str(THRESHOLDS), env=env)
@@ -79,6 +80,7 @@ def test_answerability_suite_meets_its_floors(model_dir: Path, external_data_dir
             (DATASETS / name / "queries.jsonl").read_text(encoding="utf-8").splitlines()
         )
         assert 0.0 < figures["must_refuse_share"] <= 1.0 and figures["answer_in_best"] <= figures["answer_in_chosen"]
+        assert figures["near_misses"] > 50 and figures["near_miss_refusal"] is not None
 
 
 def test_retrieval_suite_meets_its_floors(model_dir: Path, external_data_dir: Path) -> None:

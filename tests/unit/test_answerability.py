@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coopbot.answering.extractive import QuestionWords, ScoredSentence, choose_sentences
-from coopbot.answering.gate import GATE_FEATURES, decide, gate_features, missing_names, refusal_text
+from coopbot.answering.gate import GATE_FEATURES, NAME_FEATURES, decide, gate_features, missing_names, refusal_text
 from coopbot.answering.model import LogisticModel, ModelFileError, fit_logistic, fitted_models
 from coopbot.config import AnswerSettings, Settings
 from coopbot.evals.answerability import auc
@@ -83,14 +83,29 @@ def test_question_words_weigh_rare_words_more() -> None:
 
 def test_gate_features_separate_a_covering_passage_from_an_off_topic_one() -> None:
     on, off = hit(AREA, 1), hit(EU, 1)
-    words = QuestionWords.of("示范区的面积是多少平方公里？", rarity)
-    covered = gate_features(words, [on], [sentence(on, AREA, 0.9)], rarity)
-    missed = gate_features(words, [off], [sentence(off, EU, 0.1, cosine=0.7)], rarity)
-    assert set(covered) == set(GATE_FEATURES)
+    question = "示范区的面积是多少平方公里？"
+    words = QuestionWords.of(question, rarity)
+    covered = gate_features(question, words, [on], [sentence(on, AREA, 0.9)], rarity)
+    missed = gate_features(question, words, [off], [sentence(off, EU, 0.1, cosine=0.7)], rarity)
+    assert set(covered) == set(GATE_FEATURES) | set(NAME_FEATURES)
     assert covered["top_coverage"] == 1.0 and missed["top_coverage"] == 0.0
     assert covered["missing_rarity"] == 0.0 and missed["missing_rarity"] > 0.0
     assert covered["best_sentence"] == 0.9 and missed["best_cosine"] == 0.7
-    assert gate_features(words, [], [], rarity)["top3_coverage"] == 0.0  # nothing retrieved: no error
+    assert gate_features(question, words, [], [], rarity)["top3_coverage"] == 0.0  # nothing retrieved: no error
+
+
+def test_gate_features_read_whether_the_answering_passage_holds_the_named_things() -> None:
+    """The near-miss signal: the passage that would answer is about 上海 and 2300, the question about 广东."""
+    on, other = hit(AREA, 1), hit("广东省的示范区建设情况另行规定。", 2)
+    asked = "上海市青浦区的示范区面积是多少？"
+    near = "广东省的示范区面积是多少？"
+    sentences = [sentence(on, AREA, 0.9)]
+    held = gate_features(asked, QuestionWords.of(asked, rarity), [on, other], sentences, rarity)
+    lacking = gate_features(near, QuestionWords.of(near, rarity), [on, other], sentences, rarity)
+    assert held["names_in_best"] == 1.0 and held["names_in_top3"] == 1.0
+    assert lacking["names_in_best"] == 0.0 and lacking["names_in_top3"] == 1.0  # named, but not where the answer is
+    unnamed = "示范区的面积是多少？"  # naming nothing is no evidence against answering
+    assert gate_features(unnamed, QuestionWords.of(unnamed, rarity), [on], sentences, rarity)["names_in_best"] == 1.0
 
 
 def test_decide_refuses_without_passages_or_content_words() -> None:

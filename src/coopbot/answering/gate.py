@@ -12,13 +12,13 @@ passage mentions (`missing_names`), and which documents the closest material com
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coopbot.answering.extractive import QuestionWords, Rarity, ScoredSentence
 from coopbot.answering.model import fitted_models
 from coopbot.schema import Hit
+from coopbot.text.names import named_things, names_held
 from coopbot.text.normalise import comparable
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
@@ -39,6 +39,13 @@ GATE_FEATURES = (
     "agreement",  # log of the best rank both retrievers give one of the top three passages
     "top_dense",  # the best passage cosine
 )
+# Computed too, read by a gate fitted with them (`benchmarks/answerability.py --name-features`); not by the
+# packaged one, see issue 12's note: with near misses they refuse more near misses and more multi-part questions.
+NAME_FEATURES = (
+    "names_in_best",  # share of the question's named things (years, places, people, organisations) in the
+    # best sentence's passage
+    "names_in_top3",  # the same in the top three passages together
+)
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,12 @@ class Decision:
 
 
 def gate_features(
-    words: QuestionWords, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity
+    question: str, words: QuestionWords, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity
 ) -> dict[str, float]:
-    """The gate's inputs for one question's words (all zero-ish when nothing was retrieved)."""
+    """The gate's inputs for one question and its words (all zero-ish when nothing was retrieved)."""
     top = [comparable(h.chunk.embed_text) for h in hits[:3]]
     best = max(sentences, key=lambda s: s.score) if sentences else None
+    best_passage = comparable(best.hit.chunk.embed_text) if best else ""
     unseen = rarity("\u0000")  # the rarity of a word no passage holds: the scale of `missing_rarity`
     missing = [w for t, w in words.weights.items() if not any(t in text for text in top)]
     lexical = [*sorted((h.lexical_score or 0.0 for h in hits), reverse=True), 0.0, 0.0]
@@ -77,6 +85,8 @@ def gate_features(
         "dense_margin": dense[0] - dense[1],
         "agreement": math.log(min(both, default=100)),
         "top_dense": dense[0],
+        "names_in_best": names_held(question, best_passage) if best else 0.0,
+        "names_in_top3": names_held(question, "\n".join(top)) if top else 0.0,
     }
 
 
@@ -93,32 +103,14 @@ def decide(
     words = QuestionWords.of(question, rarity)
     if not hits or not sentences or not words.weights:
         return Decision(0.0, threshold)
-    return Decision(model.probability(gate_features(words, hits, sentences, rarity)), threshold)
-
-
-_YEAR = re.compile(r"(?:19|20)\d{2}\s*年")
-_NAME_TAGS = ("ns", "nr", "nt", "nz")  # jieba's place, person, organisation and other proper-name tags
+    return Decision(model.probability(gate_features(question, words, hits, sentences, rarity)), threshold)
 
 
 def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
-    """Years, places, people and organisations the question names that no retrieved passage mentions.
-
-    Only explains a refusal ("知识库中没有关于 2030年 的内容"); it does not decide one. As a rule of its own
-    ("refuse when a named thing is in none of the top three passages") it was measured and left out: on
-    drcd-test it refused 2.8 % of the answerable questions the gate lets through to catch 2.8 % more
-    unanswerable ones, and on our own knowledge base it doubled the false refusals (dev 0.064 -> 0.128,
-    blind 0.068 -> 0.123). `benchmarks/answerability.py` reports it as `hand_rules`.
-    """
-    from coopbot.text.words import load_jieba
-
-    load_jieba()
-    import jieba.posseg  # type: ignore[import-untyped]
-
-    text = comparable(question)
-    names = [m.group(0).replace(" ", "") for m in _YEAR.finditer(text)]
-    names += [w.word for w in jieba.posseg.lcut(text) if w.flag in _NAME_TAGS and len(w.word) >= 2]
+    """Years, places, people and organisations the question names that no retrieved passage mentions:
+    what a refusal says the knowledge base lacks ("知识库中没有关于“2030年”的资料")."""
     held = comparable("\n".join(h.chunk.embed_text for h in hits))
-    return [name for name in dict.fromkeys(names) if name not in held]
+    return [f"{t.text}年" if t.kind == "year" else t.text for t in named_things(question) if t.text not in held]
 
 
 def refusal_text(question: str, hits: Sequence[Hit]) -> str:

@@ -137,10 +137,12 @@ def eval_answerability_command(
     as_json: JsonFlag = False,
     thresholds: CheckOption = None,
 ) -> None:
-    """Ask each question with and without its gold passage: refusals, false refusals, answer in chosen sentences."""
+    """Ask each question with and without its gold passage, and its near miss (a named thing swapped for one
+    the article never mentions): refusals, false refusals, answer in chosen sentences."""
     offline()
 
-    from coopbot.evals.answerability import ask_all, measure
+    from coopbot.evals.answerability import ask_all, ask_near_misses, measure
+    from coopbot.evals.near_miss import near_miss_queries
     from coopbot.evals.retrieval import eval_settings, index_eval_set
     from coopbot.index.embedder import cached_embedder
     from coopbot.retrieval.retriever import Retriever
@@ -150,8 +152,11 @@ def eval_answerability_command(
         settings = eval_settings(base, Path(tmp), eval_set.name)
         embedder = cached_embedder(base)
         retriever = Retriever(settings, index=index_eval_set(settings, eval_set, embedder=embedder), embedder=embedder)
-        with console.status(f"{eval_set.name}: asking {len(eval_set.queries)} questions twice"):
+        near_misses = near_miss_queries(eval_set)
+        asking = f"{eval_set.name}: asking {len(eval_set.queries)} questions twice and {len(near_misses)} near misses"
+        with console.status(asking):
             asked = ask_all(eval_set, retriever, embedder, settings)
+            asked += ask_near_misses(near_misses, retriever, embedder, settings)
         figures[eval_set.name] = measure(eval_set.name, asked, settings, retriever.lexical.idf).to_dict()
     if as_json:
         print_json(next(iter(figures.values())) if len(figures) == 1 else list(figures.values()))

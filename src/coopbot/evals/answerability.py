@@ -9,6 +9,7 @@ asks feed the fit (`benchmarks/answerability.py`) and the regression gate (`coop
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,10 +45,16 @@ class Asked:
     hits: list[Hit]
     sentences: list[SentenceRow]
     answer_present: bool  # an answer string occurs in the passages the answerer reads
+    near_miss: bool = False  # a named thing swapped for one the article never mentions (`near_miss.py`)
 
     @property
     def answerable(self) -> bool:
-        return not self.left_out
+        return not self.left_out and not self.near_miss
+
+    @property
+    def must_refuse(self) -> bool:
+        """A near miss, or left out with its answer gone from what the answerer reads (else: unknown)."""
+        return self.near_miss or (self.left_out and not self.answer_present)
 
     def holds_answer(self, text: str) -> bool:
         """`text` holds one of the question's answer strings (width, punctuation and script folded)."""
@@ -73,28 +80,64 @@ def ask_all(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Asked]:
     """Every question of the set, answerable and left-out, through the production retrieval and features."""
-    rarity = retriever.lexical.idf
+
+    def both(query: Query) -> list[Asked]:
+        return [_ask(query, retriever, embedder, settings, left_out=left_out) for left_out in (False, True)]
+
+    return _each(eval_set.queries, both, progress)
+
+
+def ask_near_misses(
+    near_misses: Sequence[Query],
+    retriever: Retriever,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Asked]:
+    """Near-miss questions (`near_miss.near_miss_queries`) over the whole corpus: each must be refused."""
+    return _each(near_misses, lambda query: [_ask(query, retriever, embedder, settings, near_miss=True)], progress)
+
+
+def _each(
+    queries: Sequence[Query], ask: Callable[[Query], list[Asked]], progress: Callable[[int, int], None] | None
+) -> list[Asked]:
     asked = []
-    for done, query in enumerate(eval_set.queries, start=1):
-        for left_out in (False, True):
-            hits = retriever.search(query.question, settings.answer.top_k, exclude=query.gold_ids if left_out else ())
-            read = hits[: settings.answer.passages]
-            rows = sentence_features(
-                query.question, query.question, read, embedder, settings.answer.min_sentence_chars, rarity
-            )
-            present = any(holds_answer(query, h.chunk.text) for h in read)
-            asked.append(Asked(query, left_out, hits, rows, present))
+    for done, query in enumerate(queries, start=1):
+        asked += ask(query)
         if progress:
-            progress(done, len(eval_set.queries))
+            progress(done, len(queries))
     return asked
 
 
-def gate_rows(asked: Sequence[Asked], sentence_model: LogisticModel, rarity: Callable[[str], float]) -> np.ndarray:
-    """The gate's feature matrix (columns `GATE_FEATURES`) for these asks."""
+def _ask(
+    query: Query,
+    retriever: Retriever,
+    embedder: Embedder,
+    settings: Settings,
+    *,
+    left_out: bool = False,
+    near_miss: bool = False,
+) -> Asked:
+    hits = retriever.search(query.question, settings.answer.top_k, exclude=query.gold_ids if left_out else ())
+    read = hits[: settings.answer.passages]
+    rarity = retriever.lexical.idf
+    rows = sentence_features(query.question, query.question, read, embedder, settings.answer.min_sentence_chars, rarity)
+    present = any(holds_answer(query, h.chunk.text) for h in read)
+    return Asked(query, left_out, hits, rows, present, near_miss)
+
+
+def gate_rows(
+    asked: Sequence[Asked],
+    sentence_model: LogisticModel,
+    rarity: Callable[[str], float],
+    features: Sequence[str] = GATE_FEATURES,
+) -> np.ndarray:
+    """The gate's feature matrix (columns `features`, by default `GATE_FEATURES`) for these asks."""
     rows = []
     for a in asked:
-        values = gate_features(QuestionWords.of(a.query.question, rarity), a.hits, a.scored(sentence_model), rarity)
-        rows.append([values[name] for name in GATE_FEATURES])
+        question = a.query.question
+        values = gate_features(question, QuestionWords.of(question, rarity), a.hits, a.scored(sentence_model), rarity)
+        rows.append([values[name] for name in features])
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -111,9 +154,15 @@ class AnswerabilityFigures:
     must_refuse_share: float  # left-out questions whose answer is gone from what the answerer reads
     answer_in_chosen: float  # answerable questions whose chosen sentences hold an answer string (gold retrieved)
     answer_in_best: float  # ... in the single best sentence
+    near_misses: int = 0  # near-miss questions asked (`near_miss.py`), 0 when none were made
+    near_miss_refusal: float = float("nan")  # ... refused
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+        """Rounded; a figure with nothing to count (no near misses) is None, not NaN (JSON has no NaN)."""
+        return {
+            k: (round(v, 4) if math.isfinite(v) else None) if isinstance(v, float) else v
+            for k, v in self.__dict__.items()
+        }
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
@@ -138,10 +187,11 @@ def measure(
     models = models or fitted_models()
     gate = models["answerability"]
     threshold = gate.threshold if threshold is None else threshold
-    scores = gate.probabilities(gate_rows(asked, models["sentence"], rarity))
+    scores = gate.probabilities(gate_rows(asked, models["sentence"], rarity, gate.features))
     answerable = [float(s) for a, s in zip(asked, scores, strict=True) if a.answerable]
     must_refuse = [float(s) for a, s in zip(asked, scores, strict=True) if a.left_out and not a.answer_present]
     left_out = sum(a.left_out for a in asked)
+    near = [float(s) for a, s in zip(asked, scores, strict=True) if a.near_miss]
     chosen = best = reachable = 0
     for a in asked:
         if not a.answerable or not a.answer_present:
@@ -161,4 +211,6 @@ def measure(
         must_refuse_share=len(must_refuse) / max(left_out, 1),
         answer_in_chosen=chosen / max(reachable, 1),
         answer_in_best=best / max(reachable, 1),
+        near_misses=len(near),
+        near_miss_refusal=sum(s < threshold for s in near) / len(near) if near else float("nan"),
     )
