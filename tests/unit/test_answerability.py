@@ -104,6 +104,12 @@ def test_gate_features_read_whether_the_answering_passage_holds_the_named_things
     lacking = gate_features(near, QuestionWords.of(near, rarity), [on, other], sentences, rarity)
     assert held["names_in_best"] == 1.0 and held["names_in_top3"] == 1.0
     assert lacking["names_in_best"] == 0.0 and lacking["names_in_top3"] == 1.0  # named, but not where the answer is
+    elsewhere = hit("广东省的示范区建设情况另行规定。", 2, title="广东省的规定")
+    lacking = gate_features(near, QuestionWords.of(near, rarity), [on, elsewhere], sentences, rarity)
+    assert lacking["names_in_source"] == 0.0  # another document names it: still not where the answer is
+    both = "上海市青浦区和广东省的示范区面积是多少？"  # one document answers, in two of its passages
+    split = gate_features(both, QuestionWords.of(both, rarity), [on, other], sentences, rarity)
+    assert split["names_in_best"] < 1.0 and split["names_in_source"] == 1.0
     unnamed = "示范区的面积是多少？"  # naming nothing is no evidence against answering
     assert gate_features(unnamed, QuestionWords.of(unnamed, rarity), [on], sentences, rarity)["names_in_best"] == 1.0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coopbot.evals.near_miss import name_inventory, near_miss_queries, swap_named_thing
 from coopbot.evals.retrieval import EvalSet, Passage, Query
-from coopbot.text.names import NamedThing, named_things, names_held
+from coopbot.text.names import NamedThing, holds, named_things, names_held
 from coopbot.text.normalise import comparable
 
 
@@ -19,6 +19,19 @@ def test_named_things_are_years_and_proper_names_in_comparable_form() -> None:
     assert names_held("2030年广东省的研发经费？", comparable("广东省提出到2030年……")) == 1.0
     assert names_held("2030年广东省的研发经费？", comparable("上海市提出到2030年……")) == 0.5
     assert names_held("研发经费是多少？", "") == 1.0
+
+
+def test_a_name_is_held_in_the_forms_writers_use_for_it() -> None:
+    def place(name: str) -> NamedThing:
+        return NamedThing(name, "ns")
+
+    assert holds("广东提出", place("广东省"))  # without the administrative suffix
+    assert holds("推动川渝合作", place("四川")) and holds("沪苏浙皖", place("安徽"))  # abbreviations in a compound
+    assert not holds("四川盆地以东", place("重庆")) and not holds("迈上新台阶", place("台湾"))
+    assert not holds("川流不息", place("四川"))  # one abbreviation alone is an ordinary character
+    assert holds("长江三角洲区域", place("长三角"))  # shortened by dropping characters
+    assert not holds("长江，三角洲", place("长三角"))  # not across a sentence break
+    assert not holds("2031年", NamedThing("2030", "year")) and not holds("广西", place("广东"))
 
 
 def test_a_year_the_article_mentions_moves_to_one_it_never_mentions() -> None:

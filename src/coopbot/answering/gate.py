@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from coopbot.answering.extractive import QuestionWords, Rarity, ScoredSentence
 from coopbot.answering.model import fitted_models
 from coopbot.schema import Hit
-from coopbot.text.names import named_things, names_held
+from coopbot.text.names import holds, named_things, names_held
 from coopbot.text.normalise import comparable
 
 REFUSAL = "知识库中没有找到能回答这个问题的内容。"
@@ -45,6 +45,8 @@ NAME_FEATURES = (
     "names_in_best",  # share of the question's named things (years, places, people, organisations) in the
     # best sentence's passage
     "names_in_top3",  # the same in the top three passages together
+    "names_in_source",  # the same in the retrieved passages of the best sentence's document (a question whose
+    # parts sit in two passages of one document is not a near miss)
 )
 
 
@@ -67,6 +69,7 @@ def gate_features(
     top = [comparable(h.chunk.embed_text) for h in hits[:3]]
     best = max(sentences, key=lambda s: s.score) if sentences else None
     best_passage = comparable(best.hit.chunk.embed_text) if best else ""
+    source = [comparable(h.chunk.embed_text) for h in hits if best and _source(h) == _source(best.hit)]
     unseen = rarity("\u0000")  # the rarity of a word no passage holds: the scale of `missing_rarity`
     missing = [w for t, w in words.weights.items() if not any(t in text for text in top)]
     lexical = [*sorted((h.lexical_score or 0.0 for h in hits), reverse=True), 0.0, 0.0]
@@ -87,7 +90,13 @@ def gate_features(
         "top_dense": dense[0],
         "names_in_best": names_held(question, best_passage) if best else 0.0,
         "names_in_top3": names_held(question, "\n".join(top)) if top else 0.0,
+        "names_in_source": names_held(question, "\n".join(source)) if source else 0.0,
     }
+
+
+def _source(hit: Hit) -> str:
+    """The document a passage comes from; by title, which is what an evaluation set's passages share."""
+    return hit.chunk.doc_title or hit.chunk.doc_id
 
 
 def _best(sentences: Sequence[ScoredSentence], feature: str) -> float:
@@ -110,7 +119,7 @@ def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
     """Years, places, people and organisations the question names that no retrieved passage mentions:
     what a refusal says the knowledge base lacks ("知识库中没有关于“2030年”的资料")."""
     held = comparable("\n".join(h.chunk.embed_text for h in hits))
-    return [f"{t.text}年" if t.kind == "year" else t.text for t in named_things(question) if t.text not in held]
+    return [f"{t.text}年" if t.kind == "year" else t.text for t in named_things(question) if not holds(held, t)]
 
 
 def refusal_text(question: str, hits: Sequence[Hit]) -> str:
