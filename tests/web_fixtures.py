@@ -111,7 +111,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, kb_settings: Settings, 
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=base, env=env, stdout=out, stderr=out)
     try:
-        wait_ready(url + "/", process, log, timeout=180, what="the web server")
+        wait_ready(url + "/healthz", process, log, timeout=180, what="the web server")
         server = WebServer(url, data_dir, knowledge, log, portal_url, portal_dir, time.monotonic() - began)
         yield server
     finally:

@@ -9,6 +9,7 @@ gate decide, then composes an answer with checked citations: `Delta` events, the
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import abc
@@ -31,6 +32,7 @@ from coopbot.text.normalise import strip_control
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
+log = logging.getLogger(__name__)
 EMPTY_QUESTION = "问题是空的：请输入一个问题，例如“长三角一体化发展的战略定位是什么？”"
 
 
@@ -48,6 +50,13 @@ def clean_question(question: str, max_chars: int) -> tuple[str, list[str]]:
         text = text[:max_chars]
         notices.append(f"问题超过 {max_chars} 个字符，只使用了前 {max_chars} 个字符。")
     return text, notices
+
+
+def bounded_history(history: Sequence[Turn], turns: int, max_chars: int) -> list[Turn]:
+    """The last `turns` exchanges, each message cut to `max_chars`: the question limit must hold for what the
+    retrieval query is made of too (a long earlier turn costs segmentation, BM25 and a paid model's tokens)."""
+    recent = list(history)[-2 * turns :] if turns else []
+    return [Turn(turn.role, turn.content[:max_chars]) for turn in recent]
 
 
 @dataclass
@@ -104,11 +113,10 @@ class Assistant:
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
         """`Delta` text pieces as they are ready, then one `Final` with the complete `Answer` (with citations)."""
-        text, notices = clean_question(question, self.settings.retrieval.max_question_chars)
-        recent = (
-            list(history)[-2 * self.settings.retrieval.history_turns :] if self.settings.retrieval.history_turns else []
-        )
-        query = self.rewriter(text, recent)
+        limit = self.settings.retrieval.max_question_chars
+        text, notices = clean_question(question, limit)
+        recent = bounded_history(history, self.settings.retrieval.history_turns, limit)
+        query = self.rewriter(text, recent)[-limit:]  # the question comes last: earlier turns give way
 
         began = time.perf_counter()
         hits = self.retriever.search(query, k=self.settings.answer.top_k)
@@ -183,8 +191,9 @@ class Assistant:
                     )
                     draft.fall_back(name, notice)
                     yield from self._append_quotes(draft, query, sentences)
-        except GenerationError as exc:
-            draft.fall_back(name, f"生成模型（{name}）没有给出回答：{exc} 以下是摘录式回答。")
+        except GenerationError as exc:  # the cause (an upstream URL, its error body) is for the operator's log
+            log.warning("answer model %s gave no answer: %s", name, exc)
+            draft.fall_back(name, f"生成模型（{name}）没有给出回答（{exc.reason}），以下是摘录式回答。")
             return False
         return bool(draft.text) and not draft.refused
 

@@ -17,7 +17,7 @@ import pytest
 from coopbot.config import Settings
 from coopbot.web.auth import mint_embed_token
 
-from ..web_fixtures import ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer, free_port
+from ..web_fixtures import API_KEY, ARTIFACTS, EMBED_SECRET, XSS_QUESTION, WebServer, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a headless Chromium with no network of its own (see the stack notes).
@@ -63,11 +63,23 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (its own cookies and Gradio session) per test."""
+def page(browser: Any, web_server: WebServer) -> Iterator[Any]:
+    """A fresh browser context (its own cookies and Gradio session) per test, signed in: API keys are set,
+    so the chat page is private."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
-    yield context.new_page()
+    page = context.new_page()
+    sign_in(page, web_server)
+    yield page
     context.close()
+
+
+def sign_in(page: Any, server: WebServer) -> None:
+    """Through the sign-in form, as a visitor who was given an API key."""
+    page.goto(server.url + "/", wait_until="load")
+    assert page.url == server.url + "/login"  # the private page sends an anonymous visitor to sign in
+    page.locator("input[name=key]").fill(API_KEY)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url(server.url + "/")
 
 
 def shot(page: Any, name: str) -> None:
@@ -148,6 +160,8 @@ def test_new_conversation_and_sessions_are_separate(browser: Any, web_server: We
     second = browser.new_context(viewport={"width": 1200, "height": 900})
     try:
         a, b = first.new_page(), second.new_page()
+        sign_in(a, web_server)
+        sign_in(b, web_server)
         open_chat(a, web_server.url + "/")
         open_chat(b, web_server.url + "/")
         ask(a, FACT_QUESTION, 1)

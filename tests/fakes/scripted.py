@@ -25,7 +25,7 @@ class Scripted:
         self.calls.append(messages)
         for i, piece in enumerate(self.pieces):
             if self.fail_after is not None and i == self.fail_after:
-                raise GenerationError(self.error)
+                raise GenerationError(self.error, reason=self.error)
             yield piece
 
     def status(self) -> ModelStatus:

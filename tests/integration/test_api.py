@@ -153,10 +153,10 @@ def test_openai_client_needs_a_valid_key(web_server: WebServer) -> None:
         )
 
 
-def test_gradio_client_calls_the_chat_endpoint(web_server: WebServer) -> None:
+def test_gradio_client_calls_the_chat_endpoint_with_a_key(web_server: WebServer) -> None:
     from gradio_client import Client  # type: ignore[import-untyped]
 
-    client = Client(web_server.url + "/", verbose=False)
+    client = Client(web_server.url + "/", verbose=False, headers=web_server.auth)
     result = client.predict(FACT_QUESTION, [], api_name="/chat")
     assert result["done"] is True and FACT_ANSWER in result["text"]
     assert result["citations"][0]["doc_file"] == FACT_FILE

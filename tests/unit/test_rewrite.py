@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from coopbot.assistant import bounded_history
 from coopbot.retrieval.rewrite import heuristic_rewrite, is_follow_up
 from coopbot.schema import Turn
 
@@ -45,3 +46,15 @@ def test_chained_follow_ups_reach_back_to_the_topic() -> None:
     history = [*HISTORY, Turn("user", "那到2035年呢？"), Turn("assistant", "……")]
     query = heuristic_rewrite("还有呢？", history)
     assert "长三角一体化" in query and "2035" in query and query.endswith("还有呢？")
+
+
+def test_history_is_bounded_before_it_becomes_a_query() -> None:
+    """A follow-up after a very long earlier turn: each turn is cut to the question limit, and the query keeps
+    its end (the question itself) when the earlier turns make it longer."""
+    long_turn = "长三角" * 6000
+    history = [Turn("user", "无关的问题"), Turn("assistant", "无关"), Turn("user", long_turn), Turn("assistant", "好")]
+    recent = bounded_history(history, 1, 2000)
+    assert [len(turn.content) for turn in recent] == [2000, 1]
+    query = heuristic_rewrite("那2035年呢？", recent)[-2000:]
+    assert len(query) == 2000 and query.endswith("那2035年呢？")
+    assert bounded_history(history, 0, 2000) == []

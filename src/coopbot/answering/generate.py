@@ -7,6 +7,7 @@ so the caller can finish the answer with quotes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from coopbot.answering.prompt import build_prompt
 from coopbot.config import AnswerSettings, LLMSettings
 from coopbot.llm.base import GenerationError, Generator
 from coopbot.schema import Citation, SentenceSupport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +33,7 @@ class Generated:
     ungrounded: bool  # refused without the model declining: it wrote nothing the passages support
     notices: list[str]
     timings: dict[str, float]
-    failed: str | None = None  # the backend failed after some sentences were shown: why (the caller adds quotes)
+    failed: str | None = None  # the backend failed after some sentences were shown: why, for readers (quotes follow)
 
 
 def generate(
@@ -70,7 +73,8 @@ def generate(
         text = attacher.release_held()
         if text:
             yield text
-        failed = str(exc)
+        log.warning("answer model failed mid-answer: %s", exc)
+        failed = exc.reason
     finally:
         close = getattr(stream, "close", None)
         if close is not None:

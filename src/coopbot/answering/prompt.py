@@ -1,6 +1,7 @@
 """The prompt a model reads: a fixed system prompt, the passages' best sentences within a token budget.
 
-Documents and questions are data: the system prompt says instructions inside them are never followed.
+Documents and questions are data: the system prompt says instructions inside them are never followed, and
+passage text cannot forge the prompt's own structure (`inert`: no 【资料n】 labels, no chat-template tokens).
 """
 
 from __future__ import annotations
@@ -26,11 +27,22 @@ def messages(system: str, user: str) -> list[Message]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+# 【资料n】 is the prompt's own label; chat-template tokens (ChatML, Llama 2, Gemma, sentence marks) are the
+# model's own structure. In a document they are text that would pose as either.
+_LABEL = re.compile(r"【\s*资\s*料\s*(\d+)\s*】")
+_TEMPLATE_TOKEN = re.compile(r"<\|[^|<>\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>", re.IGNORECASE)
+
+
+def inert(text: str) -> str:
+    """Document text that can no longer pose as a label or a role turn of the prompt."""
+    return _TEMPLATE_TOKEN.sub("", _LABEL.sub(r"〔资料\1〕", text))
+
+
 def _passage_block(label: int, hit: Hit, excerpt: str) -> str:
     chunk = hit.chunk
-    heading = " > ".join(chunk.heading_path[1:]) or "（无）"
-    body = re.sub(r"\n\s*\n+", "\n", excerpt)  # blank lines cost tokens, say nothing
-    return f"【资料{label}】标题：{chunk.doc_title}；章节：{heading}\n{body}"
+    heading = inert(" > ".join(chunk.heading_path[1:])) or "（无）"
+    body = inert(re.sub(r"\n\s*\n+", "\n", excerpt))  # blank lines cost tokens, say nothing
+    return f"【资料{label}】标题：{inert(chunk.doc_title)}；章节：{heading}\n{body}"
 
 
 def _excerpt(sentences: Sequence[ScoredSentence]) -> str:

@@ -318,6 +318,23 @@ class ServerSettings(Section):
         "`/embed` is open.",
     )
     embed_token_ttl: int = Field(900, ge=30, le=86_400, description="Seconds an embed token stays valid.")
+    public_chat: bool | None = Field(
+        None,
+        description="Whether the chat page `/` and its Gradio API answer visitors who have not signed in (at "
+        "`/login`, with an API key or the admin token). Unset: public exactly when no API keys are set.",
+    )
+    public: bool = Field(
+        False,
+        description="Allow listening on a non-loopback address with no API keys (`coopbot serve --public`); "
+        "without it such a start is refused.",
+    )
+    allowed_hosts: list[str] = Field(
+        [],
+        description="Host names requests may carry (`Host` header; defends against DNS rebinding). Empty: the "
+        "loopback names when listening on loopback, the listening address otherwise, any host when listening on "
+        "all interfaces.",
+    )
+    session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a sign-in at `/login` lasts.")
     frame_ancestors: list[str] = Field(
         ["'self'"],
         description="Origins allowed to show `/embed` in an iframe (CSP `frame-ancestors`). The full page can only be "

@@ -29,11 +29,21 @@ class ModelStatus:
 
 
 class GenerationError(RuntimeError):
-    """The backend could not produce an answer; the message (Chinese) says why, for the answer's notices."""
+    """The backend could not produce an answer. The message (Chinese) is for the operator's log and the CLI: it
+    may name the upstream URL and quote its error body. `reason` is what a reader of the answer sees: nothing
+    from inside unless the raiser chose a safe wording (限流, 无法连接)."""
+
+    default_reason = "生成模型暂时不可用"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or self.default_reason
 
 
 class GenerationTimeout(GenerationError):
     """No token arrived within the deadline."""
+
+    default_reason = "生成模型没有及时响应"
 
 
 class BackendConfigError(ValueError):
@@ -108,7 +118,8 @@ def deadline_stream(
             try:
                 item = pieces.get(timeout=max(wait, 0.0))
             except queue.Empty:
-                raise GenerationTimeout(f"{what}在 {min(timeout_s, total_s or timeout_s):g} 秒内没有响应。") from None
+                message = f"{what}在 {min(timeout_s, total_s or timeout_s):g} 秒内没有响应。"
+                raise GenerationTimeout(message, reason=message) from None
             if item is _DONE:
                 return
             if isinstance(item, GenerationError):

@@ -40,7 +40,8 @@ def stream_chat(
             ):
                 if response.status_code >= 400:
                     response.read()
-                    raise GenerationError(_http_problem(response.status_code, response.text, where))
+                    limited = "生成接口限流，请稍后再试" if response.status_code == 429 else None
+                    raise GenerationError(_http_problem(response.status_code, response.text, where), reason=limited)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     response.read()  # a server that ignores "stream": the whole reply at once
                     yield _message_content(response.text, where)
@@ -58,9 +59,10 @@ def stream_chat(
                 if not finished:  # neither [DONE] nor a finish_reason: the server went away mid-answer
                     raise GenerationError(f"生成接口 {where} 的回答没有正常结束（连接中断）。")
         except httpx.ConnectError as exc:
-            raise GenerationError(f"无法连接生成接口 {where}：{exc}") from exc
+            raise GenerationError(f"无法连接生成接口 {where}：{exc}", reason="无法连接生成接口") from exc
         except httpx.TimeoutException as exc:
-            raise GenerationTimeout(f"生成接口 {where} 在 {timeout_s:g} 秒内没有响应。") from exc
+            reason = f"生成接口在 {timeout_s:g} 秒内没有响应"
+            raise GenerationTimeout(f"生成接口 {where} 在 {timeout_s:g} 秒内没有响应。", reason=reason) from exc
         except httpx.HTTPError as exc:
             raise GenerationError(f"与生成接口 {where} 通信失败：{type(exc).__name__}: {exc}") from exc
 

@@ -136,11 +136,12 @@ class ModelServer:
                 if self._state == "failed":
                     raise GenerationError(f"本地模型进程无法启动：{self.last_error}")
                 if self._state == "stopped":
-                    raise GenerationError("本地模型进程已停止。")
+                    raise GenerationError("本地模型进程已停止。", reason="本地模型进程已停止")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     what = "重启" if self._state == "restarting" else "启动"
-                    raise GenerationTimeout(f"本地模型进程在 {timeout_s:g} 秒内没有{what}完成。")
+                    message = f"本地模型进程在 {timeout_s:g} 秒内没有{what}完成。"
+                    raise GenerationTimeout(message, reason=message)
                 self._changed.wait(left)
 
     @property

@@ -140,8 +140,8 @@ def create_app(service: Service) -> FastAPI:
         service.guard.check_api(token)
         return token
 
-    async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        service.guard.check_admin(bearer(authorization))
+    async def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+        service.guard.check_admin(bearer(authorization), client=request.client.host if request.client else "unknown")
 
     router = APIRouter(dependencies=[Depends(api_key)])
 

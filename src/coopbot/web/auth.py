@@ -1,9 +1,12 @@
-"""Who may do what: API keys for the HTTP API, the admin token, and short-lived signed embed tokens.
+"""Who may do what: API keys for the HTTP API, the admin token, short-lived signed embed tokens, and the
+signed session cookie of a visitor who signed in at `/login`.
 
 An embed token is what a portal puts in the page that embeds `/embed`: its own backend mints it with
-an API key (`POST /api/embed-token`), so no long-lived secret ever reaches a browser. The token is
-`base64url(payload).base64url(HMAC-SHA256(secret, payload))` with an expiry in the payload; checking
-it needs only the secret, no server-side state.
+an API key (`POST /api/embed-token`), so no long-lived secret ever reaches a browser. Tokens and session
+cookies are `base64url(payload).base64url(HMAC-SHA256(secret, payload))` with an expiry in the payload;
+checking them needs only the secret, no server-side state. The session secret is derived from the
+credentials themselves: every instance with the same keys accepts the same sessions, and rotating a key
+signs everyone out. Failed credential attempts are throttled per client (`Throttle`).
 """
 
 from __future__ import annotations
@@ -12,23 +15,64 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import SecretStr
 
 from coopbot.config import Settings
 
 TOKEN_VERSION = 1
+SESSION_COOKIE = "coopbot_session"
 _MAX_SUBJECT = 200
+Role = Literal["user", "admin"]
 
 
 class AuthError(Exception):
-    """Missing or wrong credentials; the message says what is needed (401/403)."""
+    """Missing or wrong credentials; the message says what is needed (401/403; 429 with `retry_after`)."""
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    def __init__(self, message: str, status: int = 401, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+class Throttle:
+    """Failed credential attempts per client: after `limit` failures within `window` seconds the client
+    waits until the oldest of them leaves the window. Remembers at most `clients` clients (oldest dropped)."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0, clients: int = 10_000) -> None:
+        self.limit, self.window, self.clients = limit, window, clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def wait(self, client: str, now: float | None = None) -> float:
+        """Seconds `client` must wait before its next attempt (0: it may try now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._failures.get(client)
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if not failures or len(failures) < self.limit:
+                return 0.0
+            return failures[0] + self.window - now
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._failures.setdefault(client, deque(maxlen=self.limit)).append(now)
+            self._failures.move_to_end(client)
+            while len(self._failures) > self.clients:
+                self._failures.popitem(last=False)
+
+    def check(self, client: str) -> None:
+        """AuthError 429 while `client` must wait."""
+        wait = self.wait(client)
+        if wait > 0:
+            raise AuthError(f"尝试次数过多，请 {int(wait) + 1} 秒后再试。", 429, int(wait) + 1)
 
 
 def _same(given: str, expected: str) -> bool:
@@ -51,6 +95,10 @@ class Guard:
         self.admin_token = settings.server.admin_token.get_secret_value()
         self.embed_secret = settings.server.embed_secret.get_secret_value()
         self.embed_ttl = settings.server.embed_token_ttl
+        self.session_seconds = int(settings.server.session_hours * 3600)
+        material = "\0".join(["coopbot-session", self.admin_token, *self.api_keys])
+        self._session_secret = hashlib.sha256(material.encode("utf-8")).hexdigest()
+        self.throttle = Throttle()
 
     @property
     def api_open(self) -> bool:
@@ -79,14 +127,41 @@ class Guard:
     def is_admin(self, token: str) -> bool:
         return self.admin_enabled and bool(token) and _same(token, self.admin_token)
 
-    def check_admin(self, token: str) -> None:
-        """Upload, re-index, delete: off without COOPBOT_ADMIN_TOKEN, else the token must match."""
+    def check_admin(self, token: str, client: str | None = None) -> None:
+        """Upload, re-index, delete: off without COOPBOT_ADMIN_TOKEN, else the token must match. With `client`
+        (its address), wrong tokens are throttled per client."""
         if not self.admin_enabled:
             raise AuthError("管理功能已关闭：服务器设置 COOPBOT_ADMIN_TOKEN 后才能上传、重建索引或删除文档。", 403)
         if not token:
             raise AuthError("需要管理令牌。")
+        if client is not None:
+            self.throttle.check(client)
         if not self.is_admin(token):
+            if client is not None:
+                self.throttle.failed(client)
             raise AuthError("管理令牌不正确。", 403)
+
+    def sign_in(self, credential: str, client: str) -> str:
+        """The session cookie for an API key or the admin token; AuthError (throttled per client) otherwise."""
+        self.throttle.check(client)
+        role: Role | None = "admin" if self.is_admin(credential) else "user" if self.is_api_key(credential) else None
+        if role is None:
+            self.throttle.failed(client)
+            raise AuthError("密钥不正确。" if credential else "请输入 API 密钥或管理令牌。")
+        expires = int(time.time()) + self.session_seconds
+        return _signed(self._session_secret, {"v": TOKEN_VERSION, "role": role, "exp": expires})
+
+    def session_role(self, cookie: str) -> Role | None:
+        """The role of a valid, unexpired session cookie; None for anything else."""
+        try:
+            data = _verified(self._session_secret, cookie)
+        except AuthError:
+            return None
+        expires = data.get("exp")
+        if data.get("v") != TOKEN_VERSION or not isinstance(expires, int) or time.time() >= expires:
+            return None
+        role = data.get("role")
+        return role if role in ("user", "admin") else None
 
     def check_mint(self, token: str) -> None:
         """Minting embed tokens needs a real credential (an API key or the admin token), never an open API."""
@@ -133,31 +208,50 @@ def _sign(secret: str, payload: str) -> str:
     return _b64(hmac.new(secret.encode("utf-8"), payload.encode("ascii"), hashlib.sha256).digest())
 
 
+def _signed(secret: str, data: dict[str, object]) -> str:
+    payload = _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+    return f"{payload}.{_sign(secret, payload)}"
+
+
+def _verified(secret: str, token: str) -> dict[str, object]:
+    """The payload of a token `secret` signed; AuthError for anything malformed or forged."""
+    payload, dot, signature = token.strip().partition(".")
+    if not dot or not payload or not signature or len(token) > 2048 or not token.isascii():
+        raise AuthError("令牌格式不正确。")
+    if not hmac.compare_digest(signature.encode("ascii", "replace"), _sign(secret, payload).encode("ascii")):
+        raise AuthError("令牌签名无效。")
+    try:
+        data = json.loads(_unb64(payload))
+    except ValueError as exc:
+        raise AuthError("令牌内容无法读取。") from exc
+    if not isinstance(data, dict):
+        raise AuthError("令牌内容无法读取。")
+    return data
+
+
 def mint_embed_token(secret: str | SecretStr, subject: str, ttl: int, now: float | None = None) -> EmbedToken:
     """A token valid for `ttl` seconds from `now`."""
     key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
     if not key:
         raise AuthError("嵌入令牌未启用：服务器需要设置 COOPBOT_EMBED_SECRET。", 403)
     expires = int(now if now is not None else time.time()) + int(ttl)
-    body = json.dumps({"v": TOKEN_VERSION, "sub": subject[:_MAX_SUBJECT], "exp": expires}, separators=(",", ":"))
-    payload = _b64(body.encode("utf-8"))
-    return EmbedToken(f"{payload}.{_sign(key, payload)}", expires)
+    return EmbedToken(_signed(key, {"v": TOKEN_VERSION, "sub": subject[:_MAX_SUBJECT], "exp": expires}), expires)
 
 
 def verify_embed_token(secret: str, token: str, now: float | None = None) -> EmbedClaims:
-    """The claims of a well-signed, unexpired token; AuthError otherwise."""
+    """The claims of a well-signed, unexpired token of this version; AuthError otherwise."""
     if not token:
         raise AuthError("需要嵌入令牌：门户页面应在 /embed 的地址中带上 ?token=<令牌>。")
-    payload, dot, signature = token.strip().partition(".")
-    if not dot or not payload or not signature or len(token) > 2048 or not token.isascii():
-        raise AuthError("嵌入令牌格式不正确。")
-    if not hmac.compare_digest(signature.encode("ascii", "replace"), _sign(secret, payload).encode("ascii")):
-        raise AuthError("嵌入令牌签名无效。")
     try:
-        data = json.loads(_unb64(payload))
-        expires, subject = int(data["exp"]), str(data.get("sub", ""))
+        data = _verified(secret, token)
+    except AuthError as exc:
+        raise AuthError(f"嵌入{exc}") from None
+    try:
+        expires, subject = int(data["exp"]), str(data.get("sub", ""))  # type: ignore[call-overload]
     except (ValueError, KeyError, TypeError) as exc:
         raise AuthError("嵌入令牌内容无法读取。") from exc
+    if data.get("v") != TOKEN_VERSION:
+        raise AuthError("嵌入令牌版本不受支持：请刷新门户页面以获取新令牌。")
     if (now if now is not None else time.time()) >= expires:
         raise AuthError("嵌入令牌已过期：请刷新门户页面以获取新令牌。")
     return EmbedClaims(subject, expires)

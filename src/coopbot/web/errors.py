@@ -76,9 +76,12 @@ def add_error_handlers(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        response = respond(exc.status, "unauthorized" if exc.status == 401 else "forbidden", str(exc))
+        code = {401: "unauthorized", 429: "too_many_attempts"}.get(exc.status, "forbidden")
+        response = respond(exc.status, code, str(exc))
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if exc.retry_after:
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(QuestionError)

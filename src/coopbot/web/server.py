@@ -95,17 +95,21 @@ def create_server(service: Service) -> FastAPI:
     from fastapi.middleware.cors import CORSMiddleware
 
     from coopbot.web import ui
+    from coopbot.web.access import AccessPolicy, add_sign_in_routes
     from coopbot.web.api import create_app
 
     settings = service.settings
     app = create_app(service)
-    if settings.server.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.server.cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["*"],  # Gradio's client sends its own headers (x-gradio-user...)
-        )
+    add_sign_in_routes(app, service)
+    app.add_middleware(AccessPolicy, service=service)
+    # Always installed, with no origins when none are configured: Gradio then adds no CORS headers of its own
+    # (its default echoes any Origin with credentials allowed).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.server.cors_origins,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["*"],  # Gradio's client sends its own headers (x-gradio-user...)
+    )
     app.add_middleware(PageGuard, service=service)
     common = {
         "max_file_size": int(settings.server.max_upload_mb * 1024 * 1024),
@@ -238,6 +242,9 @@ def serve(settings: Settings | None = None) -> None:
     began = time.perf_counter()
     settings = settings or Settings()
     from coopbot.index import writer_lock
+    from coopbot.web.access import check_listening
+
+    check_listening(settings.server, has_keys=any(k.get_secret_value() for k in settings.server.api_keys))
 
     # The server writes the index (uploads, deletions) and holds its vectors in memory: no other process may
     # write an embedded index while it runs. Held until the process ends; IndexBusy names the current writer.

@@ -235,7 +235,8 @@ def _chat_block(service: Service, *, compact: bool) -> None:
 
 def build_page(service: Service) -> gr.Blocks:
     """`/`: the chat with its sources panel, and the knowledge tab."""
-    with gr.Blocks(title="coopbot 知识库问答", analytics_enabled=False) as page:
+    # Uploads land in Gradio's temp dir: files older than an hour are deleted every hour.
+    with gr.Blocks(title="coopbot 知识库问答", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown("## coopbot 知识库问答\n回答只来自知识库中的文件，每句话都标注出处 [n]；找不到依据时会直接说明。")
         with gr.Tabs():
             with gr.Tab("问答", id="chat"):
@@ -255,6 +256,12 @@ def build_embed(service: Service) -> gr.Blocks:
 
 
 # -- the knowledge tab -------------------------------------------------------------------------------------
+
+
+def client_of(request: gr.Request | None) -> str:
+    """The address admin-token attempts are throttled by."""
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "") or "unknown")
 
 
 def document_rows(service: Service) -> list[list[Any]]:
@@ -283,7 +290,9 @@ def _knowledge_tab(service: Service) -> None:
     )
     refresh = gr.Button("刷新列表", size="sm")
     if admin:
-        gr.Markdown("上传、重建索引和删除需要管理令牌（服务器的 COOPBOT_ADMIN_TOKEN）。")
+        gr.Markdown(
+            "上传、重建索引和删除需要管理令牌（服务器的 COOPBOT_ADMIN_TOKEN）；上传文件前请先在 [/login](/login) 登录。"
+        )
     else:
         gr.Markdown("管理功能已关闭：服务器设置 COOPBOT_ADMIN_TOKEN 后，可在这里上传、重建索引和删除文档。")
     token = gr.Textbox(label="管理令牌", type="password", interactive=admin, elem_id="coopbot-admin-token")
@@ -330,9 +339,11 @@ def _knowledge_tab(service: Service) -> None:
             message = f"失败：{exc}"
         return (message, *listing())
 
-    def do_add(secret: str, file: str | None, progress: gr.Progress = _PROGRESS) -> tuple[str, Any, Any]:
+    def do_add(
+        secret: str, file: str | None, request: gr.Request, progress: gr.Progress = _PROGRESS
+    ) -> tuple[str, Any, Any]:
         def run() -> str:
-            service.guard.check_admin(secret or "")
+            service.guard.check_admin(secret or "", client_of(request))
             if not file:
                 return "请先选择要上传的文件。"
             path = Path(file)
@@ -341,9 +352,11 @@ def _knowledge_tab(service: Service) -> None:
 
         return finish(run)
 
-    def do_rebuild(secret: str, full: bool, progress: gr.Progress = _PROGRESS) -> tuple[str, Any, Any]:
+    def do_rebuild(
+        secret: str, full: bool, request: gr.Request, progress: gr.Progress = _PROGRESS
+    ) -> tuple[str, Any, Any]:
         def run() -> str:
-            service.guard.check_admin(secret or "")
+            service.guard.check_admin(secret or "", client_of(request))
             report = service.knowledge.update(force=full, progress=progress_of(progress))
             return (
                 f"索引已更新（{report.seconds:.1f} 秒）：{report.files_seen} 个文件，新增 {report.chunks_added}，"
@@ -352,9 +365,9 @@ def _knowledge_tab(service: Service) -> None:
 
         return finish(run)
 
-    def do_remove(secret: str, doc_id: str | None) -> tuple[str, Any, Any]:
+    def do_remove(secret: str, doc_id: str | None, request: gr.Request) -> tuple[str, Any, Any]:
         def run() -> str:
-            service.guard.check_admin(secret or "")
+            service.guard.check_admin(secret or "", client_of(request))
             if not doc_id:
                 return "请先选择要删除的文档。"
             return f"已删除 {doc_id}（{service.knowledge.delete(doc_id)} 个段落）。"

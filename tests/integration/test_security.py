@@ -1,0 +1,113 @@
+"""The portal operator's probes (issue 15) against the real server: `python app.py` with API keys, the admin
+token and an embed secret set (the shared `web_server`). Each test is one probe and the safe behaviour."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+
+from coopbot.config import OFFLINE_ENV
+
+from ..web_fixtures import API_KEY, ROOT, WebServer, free_port
+
+EVIL = "https://evil.example"
+
+
+def test_the_chat_page_and_its_gradio_api_need_a_sign_in(web_server: WebServer) -> None:
+    """Probe 1 and 2: with API keys set the page is private, Gradio's routes included."""
+    call = httpx.post(web_server.url + "/gradio_api/call/chat", json={"data": ["示范区面积多大？", []]})
+    assert call.status_code == 401 and "/login" in call.json()["error"]["message"]
+    config = httpx.get(web_server.url + "/config")
+    assert config.status_code == 401 and ".md" not in config.text  # no document list for anonymous readers
+    page = httpx.get(web_server.url + "/")
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    assert httpx.get(web_server.url + "/config", headers=web_server.auth).status_code == 200
+
+
+def test_signing_in_sets_an_http_only_cookie_that_opens_the_page(web_server: WebServer) -> None:
+    wrong = httpx.post(
+        web_server.url + "/login", data={"key": "not-a-key"}, headers={"X-Forwarded-For": "198.51.100.7"}
+    )
+    assert wrong.status_code == 401 and "密钥不正确" in wrong.text and "set-cookie" not in wrong.headers
+    with httpx.Client(base_url=web_server.url) as browser:
+        signed = browser.post("/login", data={"key": API_KEY})
+        assert signed.status_code == 303 and signed.headers["location"] == "/"
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie
+        assert browser.get("/config").status_code == 200
+        assert browser.get("/").status_code == 200
+        browser.get("/logout")
+        assert browser.get("/config").status_code == 401
+
+
+def test_foreign_origins_and_hosts_get_nothing(web_server: WebServer) -> None:
+    """Probe 3: no CORS grant to a foreign origin (Gradio's permissive middleware is not installed), and a
+    foreign Host header (DNS rebinding) is refused."""
+    for path in ("/config", "/gradio_api/info", "/healthz"):
+        response = httpx.get(web_server.url + path, headers={**web_server.auth, "Origin": EVIL})
+        assert "access-control-allow-origin" not in response.headers, path
+        assert "access-control-allow-credentials" not in response.headers, path
+    preflight = httpx.options(
+        web_server.url + "/gradio_api/call/chat",
+        headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers.get("access-control-allow-origin") != EVIL
+    rebound = httpx.get(web_server.url + "/healthz", headers={"Host": "evil.example"})
+    assert rebound.status_code == 400
+
+
+def test_gradio_uploads_need_a_sign_in(web_server: WebServer) -> None:
+    """Probe 6: nobody anonymous stores files in Gradio's temp dir (and the embed page takes none at all)."""
+    files = {"files": ("x.txt", b"hello", "text/plain")}
+    assert httpx.post(web_server.url + "/gradio_api/upload", files=files).status_code == 401
+    assert httpx.post(web_server.url + "/embed/gradio_api/upload", files=files).status_code == 403
+    uploaded = httpx.post(web_server.url + "/gradio_api/upload", files=files, headers=web_server.auth)
+    assert uploaded.status_code == 200
+
+
+def test_admin_token_guesses_are_throttled_per_client(web_server: WebServer) -> None:
+    """Probe 8: after five wrong tokens a client waits (429 with Retry-After), even with the right one; other
+    clients do not. Behind a proxy on loopback the client is the X-Forwarded-For address (uvicorn's default)."""
+    guesser = {"X-Forwarded-For": "203.0.113.9"}
+    for attempt in range(5):
+        wrong = httpx.post(
+            web_server.url + "/api/reindex", headers={**guesser, "Authorization": f"Bearer guess{attempt}"}
+        )
+        assert wrong.status_code == 403, wrong.text
+    blocked = httpx.post(web_server.url + "/api/reindex", headers={**guesser, **web_server.admin})
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert blocked.json()["error"]["code"] == "too_many_attempts"
+    other = httpx.get(
+        web_server.url + "/api/documents", headers={"X-Forwarded-For": "203.0.113.10", **web_server.admin}
+    )
+    assert other.status_code == 200
+
+
+def test_a_network_address_without_keys_is_refused_unless_public(tmp_path: object) -> None:
+    """Probe 9: bound to 0.0.0.0 with no keys the server does not start, and says what to do."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COOPBOT_")}
+    env.update(
+        OFFLINE_ENV, COOPBOT_CONFIG=str(ROOT / "absent.toml"), COOPBOT_HOST="0.0.0.0", COOPBOT_PORT=str(free_port())
+    )
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without API keys" in refused.stderr and "--public" in refused.stderr
+
+
+def test_a_long_earlier_turn_does_not_make_a_long_query(web_server: WebServer) -> None:
+    """Probe 5: the question limit holds for the retrieval query a follow-up makes from its history."""
+    history = [{"role": "user", "content": "长三角" * 6000}, {"role": "assistant", "content": "好"}]
+    answered = httpx.post(
+        web_server.url + "/api/ask",
+        json={"question": "那2035年呢？", "history": history},
+        headers=web_server.auth,
+        timeout=120,
+    )
+    assert answered.status_code == 200, answered.text
+    query = answered.json()["query"]
+    assert len(query) <= 2000 and query.endswith("那2035年呢？")
