@@ -62,6 +62,13 @@ class IndexSettings(Section):
     query_prefix: str = Field("query: ", description="Prepended to questions before embedding (e5 models need it).")
     passage_prefix: str = Field("passage: ", description="Prepended to passages before embedding (e5 models need it).")
     embed_batch_size: int = Field(32, ge=1, le=1024, description="Passages per embedding batch.")
+    vector_cache_rows: int = Field(
+        300_000,
+        ge=1_000,
+        le=100_000_000,
+        description="Most vectors the on-disk embedding cache (`data_dir/cache/embeddings/`) keeps, about 1.6 KB "
+        "each; beyond it the oldest are dropped, so questions asked over months cannot fill the disk.",
+    )
     chunk_size: int = Field(
         450,
         ge=80,

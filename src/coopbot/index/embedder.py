@@ -306,6 +306,8 @@ class CachedEmbedder(Embedder):
         self._db_lock = threading.Lock()
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
         self._db.commit()
+        self.max_rows = settings.index.vector_cache_rows
+        self._rows = int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
         self.hits = 0
         self.misses = 0
 
@@ -329,11 +331,24 @@ class CachedEmbedder(Embedder):
             rows = [(key, vector.tobytes()) for key, vector in zip(unique_missing, encoded, strict=True)]
             with self._db_lock:
                 self._db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+                self._rows += len(rows)
+                if self._rows > self.max_rows:
+                    self._evict_oldest()
                 self._db.commit()
             found.update(zip(unique_missing, encoded, strict=True))
         self.hits += len(texts) - len(unique_missing)
         self.misses += len(unique_missing)
         return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+    def _evict_oldest(self) -> None:
+        """Down to 90 % of the cap, oldest first (rowids grow with insertion): one delete per 10 % of growth."""
+        self._rows = int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+        excess = self._rows - int(self.max_rows * 0.9)
+        if excess > 0 and self._rows > self.max_rows:
+            self._db.execute(
+                "DELETE FROM vectors WHERE rowid IN (SELECT rowid FROM vectors ORDER BY rowid LIMIT ?)", (excess,)
+            )
+            self._rows -= excess
 
     def close(self) -> None:
         """Close the sqlite file (also happens when the object is garbage-collected)."""

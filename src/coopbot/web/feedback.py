@@ -1,7 +1,9 @@
 """Thumbs up/down on answers, kept as JSON lines in the data dir for later evaluation.
 
 One line per vote: the question, the answer text, its citations (file, heading path, quote), the vote
-and the time. Append-only under a lock, so concurrent votes never interleave within a line.
+and the time. Append-only under a lock, so concurrent votes never interleave within a line. The chat takes
+one vote per answer; past `max_bytes` the file moves to `feedback.jsonl.1` (replacing the one before), so
+votes cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -49,9 +51,14 @@ class Feedback:
 class FeedbackStore:
     """`data_dir/feedback.jsonl`, appended to by every front end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 20 * 1024 * 1024) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
+
+    @property
+    def previous(self) -> Path:
+        return self.path.with_name(self.path.name + ".1")
 
     def record(self, feedback: Feedback) -> None:
         if feedback.vote not in ("up", "down"):
@@ -59,13 +66,18 @@ class FeedbackStore:
         line = json.dumps(asdict(feedback), ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and self.path.stat().st_size + len(line.encode("utf-8")) > self.max_bytes:
+                self.path.replace(self.previous)
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(line)
 
     def read(self) -> list[dict[str, Any]]:
-        """Every vote so far (for evaluation scripts and tests)."""
-        if not self.path.exists():
-            return []
+        """Every vote kept, oldest first (for evaluation scripts and tests)."""
         with self._lock:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            lines = [
+                line
+                for path in (self.previous, self.path)
+                if path.exists()
+                for line in path.read_text(encoding="utf-8").splitlines()
+            ]
         return [json.loads(line) for line in lines if line.strip()]

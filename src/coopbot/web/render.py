@@ -72,6 +72,7 @@ class Exchange:
 
     question: str
     answer: Answer
+    voted: bool = False  # one vote per answer: a second click changes nothing in the feedback file
 
 
 @dataclass

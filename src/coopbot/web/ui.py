@@ -130,8 +130,12 @@ def vote(service: Service, session: Session, index: int | tuple[int, int], liked
     turn = position // 2
     if not 0 <= turn < len(session.exchanges):
         return ""
+    exchange = session.exchanges[turn]
+    if exchange.voted:
+        return "这条回答的反馈已经记录过了。"
+    exchange.voted = True
     up = liked is True or liked == "Like"
-    service.vote(session.exchanges[turn].answer, "up" if up else "down")
+    service.vote(exchange.answer, "up" if up else "down")
     return "已记录反馈，谢谢！"
 
 
