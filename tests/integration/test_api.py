@@ -206,10 +206,11 @@ def test_embed_tokens_are_minted_with_a_key_and_expire(web_server: WebServer) ->
     assert_error(post(web_server, "/api/embed-token", {}, headers={}), 401)
     minted = post(web_server, "/api/embed-token", {"subject": "portal-user-1", "ttl": 60}).json()
     assert minted["expires_at"] - time.time() <= 61
-    assert httpx.get(web_server.url + f"/embed/?token={minted['token']}").status_code == 200
+    portal = {"Referer": web_server.portal_url + "/portal.html"}  # the token is bound to the one framing portal
+    assert httpx.get(web_server.url + f"/embed/?token={minted['token']}", headers=portal).status_code == 200
 
     def embed_status(token: str) -> httpx.Response:
-        return httpx.get(web_server.url + "/embed/", params={"token": token} if token else None)
+        return httpx.get(web_server.url + "/embed/", params={"token": token} if token else None, headers=portal)
 
     assert embed_status("").status_code == 401
     expired = mint_embed_token(EMBED_SECRET, "portal-user-1", ttl=60, now=time.time() - 120).token
@@ -231,7 +232,8 @@ def test_frame_headers(web_server: WebServer) -> None:
     assert page.headers["x-frame-options"] == "SAMEORIGIN"
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
     token = post(web_server, "/api/embed-token", {}).json()["token"]
-    embed = httpx.get(web_server.url + "/embed/", params={"token": token})
+    portal = {"Referer": web_server.portal_url + "/portal.html"}
+    embed = httpx.get(web_server.url + "/embed/", params={"token": token}, headers=portal)
     assert "x-frame-options" not in embed.headers
     assert web_server.portal_url in embed.headers["content-security-policy"]
 

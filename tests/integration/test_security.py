@@ -79,7 +79,7 @@ def test_admin_token_guesses_are_throttled_per_client(web_server: WebServer) -> 
         assert wrong.status_code == 403, wrong.text
     blocked = httpx.post(web_server.url + "/api/reindex", headers={**guesser, **web_server.admin})
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
-    assert blocked.json()["error"]["code"] == "too_many_attempts"
+    assert blocked.json()["error"]["code"] == "too_many_requests"
     other = httpx.get(
         web_server.url + "/api/documents", headers={"X-Forwarded-For": "203.0.113.10", **web_server.admin}
     )
@@ -111,3 +111,20 @@ def test_a_long_earlier_turn_does_not_make_a_long_query(web_server: WebServer) -
     assert answered.status_code == 200, answered.text
     query = answered.json()["query"]
     assert len(query) <= 2000 and query.endswith("那2035年呢？")
+
+
+def test_embed_tokens_work_only_on_their_portal_and_from_the_embed_page(web_server: WebServer) -> None:
+    """Probe 4: a token is bound to the portal's origin (the one COOPBOT_FRAME_ANCESTORS allows), and Gradio's
+    routes behind `/embed` answer only the embed page itself, not a script on another site replaying it."""
+    token = httpx.post(web_server.url + "/api/embed-token", json={}, headers=web_server.auth).json()["token"]
+    page = web_server.url + "/embed/"
+    assert httpx.get(page, params={"token": token}, headers={"Referer": web_server.portal_url + "/"}).status_code == 200
+    for referer in ({"Referer": EVIL + "/steal.html"}, {}):  # another site, or a tab with the leaked URL
+        denied = httpx.get(page, params={"token": token}, headers=referer)
+        assert denied.status_code == 401 and web_server.portal_url in denied.text
+    replay = {"Sec-Fetch-Site": "cross-site", "Referer": f"{page}?token={token}"}
+    assert httpx.get(web_server.url + "/embed/config", headers=replay).status_code == 401
+    own = {"Sec-Fetch-Site": "same-origin", "Referer": f"{page}?token={token}"}
+    assert httpx.get(web_server.url + "/embed/config", headers=own).status_code == 200
+    foreign = httpx.post(web_server.url + "/api/embed-token", json={"origin": EVIL}, headers=web_server.auth)
+    assert foreign.status_code == 403

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import MutableMapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -61,13 +62,13 @@ def test_throttle_blocks_a_client_after_repeated_failures_only() -> None:
     throttle = Throttle(limit=3, window=60)
     for at in (0.0, 1.0, 2.0):
         assert throttle.wait("a", now=at) == 0
-        throttle.failed("a", now=at)
+        throttle.record("a", now=at)
     assert throttle.wait("a", now=3.0) == pytest.approx(57.0)
     assert throttle.wait("b", now=3.0) == 0  # another client is not affected
     assert throttle.wait("a", now=60.5) == 0  # the oldest failure left the window
     small = Throttle(limit=1, window=60, clients=2)
     for client in ("x", "y", "z"):
-        small.failed(client, now=0)
+        small.record(client, now=0)
     assert small.wait("x", now=1) == 0 and small.wait("z", now=1) > 0  # bounded memory: the oldest is forgotten
 
 
@@ -102,9 +103,13 @@ def test_sign_in_and_admin_attempts_are_throttled_per_client() -> None:
     guard.check_admin(ADMIN, client="5.6.7.8")
 
 
-def client(public_chat: bool | None, keys: bool = True, host: str = "127.0.0.1") -> TestClient:
+def client(public_chat: bool | None, keys: bool = True, host: str = "127.0.0.1", asks: int = 120) -> TestClient:
     server = settings(
-        host=host, public_chat=public_chat, api_keys=[SecretStr(KEY)] if keys else [], admin_token=SecretStr(ADMIN)
+        host=host,
+        public_chat=public_chat,
+        api_keys=[SecretStr(KEY)] if keys else [],
+        admin_token=SecretStr(ADMIN),
+        asks_per_minute=asks,
     )
     service = SimpleNamespace(settings=server, guard=Guard(server))
 
@@ -112,7 +117,8 @@ def client(public_chat: bool | None, keys: bool = True, host: str = "127.0.0.1")
         return PlainTextResponse("ok")
 
     paths = ["/", "/config", "/gradio_api/upload", "/healthz", "/api/ask", "/embed/gradio_api/upload", "/assets/a.js"]
-    app = Starlette(routes=[Route(p, ok, methods=["GET", "POST"]) for p in paths])
+    paths += ["/api/documents", "/api/documents/{doc_id:path}", "/api/reindex", "/gradio_api/queue/join"]
+    app = Starlette(routes=[Route(p, ok, methods=["GET", "POST", "DELETE"]) for p in paths])
     policy = AccessPolicy(app, service)  # type: ignore[arg-type]
     return TestClient(policy, base_url="http://127.0.0.1:7860", follow_redirects=False)
 
@@ -145,3 +151,46 @@ def test_a_foreign_host_header_is_refused() -> None:
     assert local.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
     assert local.get("/healthz", headers={"Host": "localhost:7860"}).status_code == 200
     assert client(public_chat=True, host="0.0.0.0").get("/healthz", headers={"Host": "any.example"}).status_code == 200
+
+
+def test_admin_routes_are_checked_before_their_body_is_read() -> None:
+    """Probe 7: a large upload without the admin token is refused before a byte of it is read."""
+    import asyncio
+
+    policy = client(public_chat=True).app
+    read: list[bool] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        read.append(True)
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    for token, status in ((None, 401), ("guess", 403)):
+        headers = [(b"host", b"127.0.0.1:7860")] + ([(b"authorization", f"Bearer {token}".encode())] if token else [])
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/api/documents",
+            "headers": headers,
+            "client": ("9.9.9.9", 1),
+        }
+        asyncio.run(policy(scope, receive, send))  # type: ignore[arg-type]
+        assert sent[-2]["status"] == status and not read
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    local = client(public_chat=True)
+    assert local.post("/api/documents", headers=admin).status_code == 200
+    assert local.delete("/api/documents/a.md", headers={"Authorization": "Bearer x"}).status_code == 403
+    assert local.get("/api/documents").status_code == 200  # listing is no admin route
+
+
+def test_questions_are_limited_per_client_and_minute() -> None:
+    limited = client(public_chat=True, asks=3)
+    for _ in range(3):
+        assert limited.post("/api/ask").status_code == 200
+    refused = limited.post("/gradio_api/queue/join")  # the chat page's turns count too
+    assert refused.status_code == 429 and 50 <= int(refused.headers["retry-after"]) <= 61
+    assert refused.json()["error"]["code"] == "too_many_requests"
+    assert limited.get("/healthz").status_code == 200 and limited.get("/config").status_code == 200

@@ -9,7 +9,16 @@ import pytest
 from pydantic import SecretStr
 
 from coopbot.config import Settings
-from coopbot.web.auth import AuthError, Guard, _b64, _unb64, bearer, mint_embed_token, verify_embed_token
+from coopbot.web.auth import (
+    AuthError,
+    Guard,
+    _b64,
+    _signed,
+    _unb64,
+    bearer,
+    mint_embed_token,
+    verify_embed_token,
+)
 from coopbot.web.server import embed_token_of
 
 SECRET = "s3cret"
@@ -102,3 +111,29 @@ def test_embed_token_found_in_query_or_referer() -> None:
     assert embed_token_of("", "http://127.0.0.1:7860/embed/?token=def") == "def"
     assert embed_token_of("token=abc", "http://h/embed/?token=def") == "abc"
     assert embed_token_of("", None) == ""
+
+
+def test_embed_tokens_are_bound_to_their_portal_and_audience() -> None:
+    portal = "https://portal.example.org"
+    settings = Settings().replace(
+        server={"embed_secret": SecretStr(SECRET), "frame_ancestors": ["'self'", portal + "/"], "api_keys": []}
+    )
+    guard = Guard(settings)
+    token = guard.mint_embed_token("u").token  # one portal allowed: bound to it by default
+    assert guard.check_embed_page(token, portal + "/news/page.html") is not None
+    for elsewhere in ("https://evil.example/page.html", "", None, "http://portal.example.org/"):
+        with pytest.raises(AuthError, match="只能在"):
+            guard.check_embed_page(token, elsewhere)
+    assert guard.check_embed_call(token, None, "same-origin") is not None
+    assert guard.check_embed_call(token, None, None) is not None  # not a browser: the token alone decides
+    for replayed in ("cross-site", "same-site", "none"):
+        with pytest.raises(AuthError):
+            guard.check_embed_call(token, None, replayed)
+    with pytest.raises(AuthError, match="不在允许嵌入的来源"):
+        guard.mint_embed_token("u", origin="https://evil.example")
+    with pytest.raises(ValueError, match="origin"):
+        guard.mint_embed_token("u", origin="javascript:alert(1)")
+    with pytest.raises(AuthError, match="版本"):  # well signed, but of version 1 (no audience, no origin)
+        verify_embed_token(SECRET, _signed(SECRET, {"v": 1, "sub": "old", "exp": int(time.time()) + 60}))
+    with pytest.raises(AuthError, match="不是嵌入令牌"):
+        verify_embed_token(SECRET, _signed(SECRET, {"v": 2, "aud": "coopbot-session", "exp": int(time.time()) + 60}))

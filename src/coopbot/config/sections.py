@@ -342,6 +342,13 @@ class ServerSettings(Section):
         "all interfaces.",
     )
     session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a sign-in at `/login` lasts.")
+    asks_per_minute: int = Field(
+        120,
+        ge=1,
+        le=100_000,
+        description="Questions (and other chat events) one client may start per minute; beyond it 429 with "
+        "Retry-After. Behind a proxy on this machine the client is the X-Forwarded-For address.",
+    )
     frame_ancestors: list[str] = Field(
         ["'self'"],
         description="Origins allowed to show `/embed` in an iframe (CSP `frame-ancestors`). The full page can only be "

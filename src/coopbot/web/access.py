@@ -2,7 +2,9 @@
 
 Every path falls in one kind (`route_kind`):
 - public: `/healthz`, the sign-in page, the API docs and the front-end bundle, which hold no data;
-- api: `/api/*` and `/v1/*`, whose routes check API keys and the admin token themselves (`web.api`);
+- api: `/api/*` and `/v1/*`, whose routes check API keys themselves (`web.api`); the admin routes (upload,
+  delete, re-index) are checked here too, before their body is read, so a large upload without the token
+  costs nothing, and wrong tokens are throttled per client;
 - embed: `/embed` and its Gradio routes, which need an embed token when an embed secret is set
   (`PageGuard` checks the page, Gradio's `auth_dependency` the rest); never uploads;
 - page: the chat page `/` and everything Gradio serves for it (`/config`, `/gradio_api/...`): open when
@@ -18,13 +20,14 @@ import html
 import ipaddress
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from coopbot.web.auth import SESSION_COOKIE, AuthError, bearer
+from coopbot.web.auth import SESSION_COOKIE, AuthError, Throttle, bearer
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,6 +41,10 @@ _PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout", "/gradio.js", "/favi
 _PUBLIC_PREFIXES = ("/assets/", "/static/")  # Gradio's front-end bundle: code and fonts, no data
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _UPLOAD = "/gradio_api/upload"
+_ADMIN_ROUTES = {"POST": ("/api/documents", "/api/reindex"), "DELETE": ("/api/documents/",)}
+# What starts work on the answer line: API questions, and Gradio's event calls (a chat turn is one join).
+_ASK_PATHS = ("/api/ask", "/api/ask/stream", "/v1/chat/completions")
+_ASK_SUFFIXES = ("/gradio_api/queue/join", "/gradio_api/call/")
 
 
 def route_kind(path: str) -> RouteKind:
@@ -48,6 +55,14 @@ def route_kind(path: str) -> RouteKind:
     if path == "/embed" or path.startswith("/embed/"):
         return "embed"
     return "page"
+
+
+def is_admin_route(method: str, path: str) -> bool:
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in _ADMIN_ROUTES.get(method, ()))
+
+
+def is_ask(method: str, path: str) -> bool:
+    return method == "POST" and (path in _ASK_PATHS or any(s in path for s in _ASK_SUFFIXES))
 
 
 def is_loopback(host: str) -> bool:
@@ -105,6 +120,7 @@ class AccessPolicy:
         self.app = app
         self.service = service
         self.hosts = allowed_hosts(service.settings.server)
+        self.asks = Throttle(limit=service.settings.server.asks_per_minute, window=60.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -117,7 +133,20 @@ class AccessPolicy:
             await _reply(send, 400, {"error": {"code": "bad_host", "message": "Host 不在允许的列表中。"}})
             return
         path: str = scope.get("path", "")
+        method: str = scope.get("method", "")
         kind = route_kind(path)
+        client = str(scope["client"][0]) if scope.get("client") else ""
+        try:
+            if kind == "api" and is_admin_route(method, path):
+                self.service.guard.check_admin(bearer(headers.get("authorization")), client)
+            if is_ask(method, path):
+                self.asks.check(client)
+                self.asks.record(client)
+        except AuthError as exc:
+            code = {401: "unauthorized", 429: "too_many_requests"}.get(exc.status, "forbidden")
+            retry = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
+            await _reply(send, exc.status, {"error": {"code": code, "message": str(exc)}}, retry)
+            return
         if kind in ("public", "api"):
             await self.app(scope, receive, send)
             return
@@ -163,10 +192,10 @@ def _cookie(header: str, name: str) -> str:
     return ""
 
 
-async def _reply(send: Send, status: int, body: dict[str, object]) -> None:
+async def _reply(send: Send, status: int, body: dict[str, object], extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """A JSON error; to a WebSocket, a policy-violation close (an ASGI server turns it into a 403)."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
+    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store"), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 

@@ -49,6 +49,12 @@ class AskRequest(BaseModel):
 class EmbedTokenRequest(BaseModel):
     subject: str = Field("", max_length=200, description="Who the token is for (free text, e.g. a portal user id).")
     ttl: int | None = Field(None, ge=30, le=86_400, description="Seconds of validity (default: embed_token_ttl).")
+    origin: str | None = Field(
+        None,
+        max_length=300,
+        description="The portal's origin (https://portal.example.org): the token works only in its pages. Default: "
+        "the one origin COOPBOT_FRAME_ANCESTORS allows, if it allows exactly one.",
+    )
 
 
 class OpenAIMessage(BaseModel):
@@ -200,7 +206,7 @@ def create_app(service: Service) -> FastAPI:
     ) -> dict[str, Any]:
         """Mint a short-lived token for `/embed` (call from the portal's backend with an API key)."""
         service.guard.check_mint(bearer(authorization))
-        token = service.guard.mint_embed_token(body.subject, body.ttl)
+        token = service.guard.mint_embed_token(body.subject, body.ttl, origin=body.origin)
         return {
             "token": token.token,
             "expires_at": token.expires_at,

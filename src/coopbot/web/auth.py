@@ -25,7 +25,8 @@ from pydantic import SecretStr
 
 from coopbot.config import Settings
 
-TOKEN_VERSION = 1
+TOKEN_VERSION = 2  # 2: embed tokens name their audience and may be bound to the portal's origin
+EMBED_AUDIENCE = "coopbot-embed"
 SESSION_COOKIE = "coopbot_session"
 _MAX_SUBJECT = 200
 Role = Literal["user", "admin"]
@@ -41,7 +42,7 @@ class AuthError(Exception):
 
 
 class Throttle:
-    """Failed credential attempts per client: after `limit` failures within `window` seconds the client
+    """Events per client (failed credentials, questions): after `limit` within `window` seconds the client
     waits until the oldest of them leaves the window. Remembers at most `clients` clients (oldest dropped)."""
 
     def __init__(self, limit: int = 5, window: float = 300.0, clients: int = 10_000) -> None:
@@ -60,7 +61,7 @@ class Throttle:
                 return 0.0
             return failures[0] + self.window - now
 
-    def failed(self, client: str, now: float | None = None) -> None:
+    def record(self, client: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
             self._failures.setdefault(client, deque(maxlen=self.limit)).append(now)
@@ -72,7 +73,7 @@ class Throttle:
         """AuthError 429 while `client` must wait."""
         wait = self.wait(client)
         if wait > 0:
-            raise AuthError(f"尝试次数过多，请 {int(wait) + 1} 秒后再试。", 429, int(wait) + 1)
+            raise AuthError(f"请求过于频繁，请 {int(wait) + 1} 秒后再试。", 429, int(wait) + 1)
 
 
 def _same(given: str, expected: str) -> bool:
@@ -95,6 +96,8 @@ class Guard:
         self.admin_token = settings.server.admin_token.get_secret_value()
         self.embed_secret = settings.server.embed_secret.get_secret_value()
         self.embed_ttl = settings.server.embed_token_ttl
+        framing = [a for a in settings.server.frame_ancestors if a.startswith(("http://", "https://"))]
+        self.portal_origins = [origin_of(a) for a in framing]
         self.session_seconds = int(settings.server.session_hours * 3600)
         material = "\0".join(["coopbot-session", self.admin_token, *self.api_keys])
         self._session_secret = hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -138,7 +141,7 @@ class Guard:
             self.throttle.check(client)
         if not self.is_admin(token):
             if client is not None:
-                self.throttle.failed(client)
+                self.throttle.record(client)
             raise AuthError("管理令牌不正确。", 403)
 
     def sign_in(self, credential: str, client: str) -> str:
@@ -146,7 +149,7 @@ class Guard:
         self.throttle.check(client)
         role: Role | None = "admin" if self.is_admin(credential) else "user" if self.is_api_key(credential) else None
         if role is None:
-            self.throttle.failed(client)
+            self.throttle.record(client)
             raise AuthError("密钥不正确。" if credential else "请输入 API 密钥或管理令牌。")
         expires = int(time.time()) + self.session_seconds
         return _signed(self._session_secret, {"v": TOKEN_VERSION, "role": role, "exp": expires})
@@ -170,10 +173,24 @@ class Guard:
         if not (self.is_api_key(token) or self.is_admin(token)):
             raise AuthError("签发嵌入令牌需要 API 密钥或管理令牌（Authorization: Bearer <密钥>）。")
 
-    def mint_embed_token(self, subject: str = "", ttl: int | None = None, now: float | None = None) -> EmbedToken:
+    def mint_embed_token(
+        self, subject: str = "", ttl: int | None = None, now: float | None = None, origin: str | None = None
+    ) -> EmbedToken:
+        """A token for the portal page at `origin`; without one, for the one portal `frame_ancestors` allows
+        (unbound only when it allows none or several)."""
         if not self.embed_protected:
             raise AuthError("嵌入令牌未启用：服务器需要设置 COOPBOT_EMBED_SECRET。", 403)
-        return mint_embed_token(self.embed_secret, subject, ttl or self.embed_ttl, now)
+        if origin:
+            if not origin_of(origin):
+                raise ValueError(
+                    f"origin 应是门户页面的来源，例如 https://portal.example.org，而不是 {origin[:100]!r}。"
+                )
+            origin = origin_of(origin)
+            if self.portal_origins and origin not in self.portal_origins:
+                raise AuthError(f"{origin} 不在允许嵌入的来源（COOPBOT_FRAME_ANCESTORS）中。", 403)
+        elif len(self.portal_origins) == 1:
+            origin = self.portal_origins[0]
+        return mint_embed_token(self.embed_secret, subject, ttl or self.embed_ttl, now, origin=origin or "")
 
     def check_embed(self, token: str, now: float | None = None) -> EmbedClaims | None:
         """`/embed` access: None when embed tokens are off (open), the claims of a valid token, else AuthError."""
@@ -181,13 +198,43 @@ class Guard:
             return None
         return verify_embed_token(self.embed_secret, token, now)
 
+    def check_embed_page(self, token: str, referer: str | None) -> EmbedClaims | None:
+        """The embed page itself: a valid token, opened from the portal it was minted for (the Referer's
+        origin, which browsers send for an iframe unless the portal forbids it)."""
+        claims = self.check_embed(token)
+        if claims is not None and claims.origin and origin_of(referer or "") != claims.origin:
+            raise AuthError(
+                f"这个嵌入令牌只能在 {claims.origin} 的页面中使用（门户页面不能设置 Referrer-Policy: no-referrer）。"
+            )
+        return claims
+
+    def check_embed_call(self, token: str, referer: str | None, fetch_site: str | None) -> EmbedClaims | None:
+        """Gradio's requests behind the embed page: a valid token, sent by the embed page itself. A browser
+        says so in `Sec-Fetch-Site`; a script on another site replaying the token gets "cross-site"."""
+        claims = self.check_embed(token)
+        if claims is not None and fetch_site and fetch_site != "same-origin":
+            raise AuthError("嵌入页的接口只接受嵌入页自身发出的请求。", 403)
+        return claims
+
 
 @dataclass(frozen=True)
 class EmbedClaims:
-    """What a valid embed token says: for whom (free text from the portal) and until when."""
+    """What a valid embed token says: for whom (free text from the portal), until when, and on which portal
+    origin it may be used ("" when unbound)."""
 
     subject: str
     expires_at: int
+    origin: str = ""
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL or origin, lower-cased ("" when it has none)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 @dataclass(frozen=True)
@@ -229,13 +276,16 @@ def _verified(secret: str, token: str) -> dict[str, object]:
     return data
 
 
-def mint_embed_token(secret: str | SecretStr, subject: str, ttl: int, now: float | None = None) -> EmbedToken:
-    """A token valid for `ttl` seconds from `now`."""
+def mint_embed_token(
+    secret: str | SecretStr, subject: str, ttl: int, now: float | None = None, origin: str = ""
+) -> EmbedToken:
+    """A token valid for `ttl` seconds from `now`, on pages of `origin` only when one is given."""
     key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
     if not key:
         raise AuthError("嵌入令牌未启用：服务器需要设置 COOPBOT_EMBED_SECRET。", 403)
     expires = int(now if now is not None else time.time()) + int(ttl)
-    return EmbedToken(_signed(key, {"v": TOKEN_VERSION, "sub": subject[:_MAX_SUBJECT], "exp": expires}), expires)
+    payload = {"v": TOKEN_VERSION, "aud": EMBED_AUDIENCE, "sub": subject[:_MAX_SUBJECT], "exp": expires}
+    return EmbedToken(_signed(key, payload | ({"org": origin} if origin else {})), expires)
 
 
 def verify_embed_token(secret: str, token: str, now: float | None = None) -> EmbedClaims:
@@ -252,6 +302,8 @@ def verify_embed_token(secret: str, token: str, now: float | None = None) -> Emb
         raise AuthError("嵌入令牌内容无法读取。") from exc
     if data.get("v") != TOKEN_VERSION:
         raise AuthError("嵌入令牌版本不受支持：请刷新门户页面以获取新令牌。")
+    if data.get("aud") != EMBED_AUDIENCE:
+        raise AuthError("这不是嵌入令牌。")
     if (now if now is not None else time.time()) >= expires:
         raise AuthError("嵌入令牌已过期：请刷新门户页面以获取新令牌。")
-    return EmbedClaims(subject, expires)
+    return EmbedClaims(subject, expires, str(data.get("org") or ""))

@@ -155,13 +155,19 @@ def embed_token_of(query: str, referer: str | None) -> str:
 
 
 def embed_subject(service: Service, request: object) -> str | None:
-    """Gradio `auth_dependency` of `/embed`: the token's subject (or "embed") when valid, None otherwise."""
+    """Gradio `auth_dependency` of `/embed` (its page and its routes): the token's subject (or "embed") when
+    valid and used where it belongs, None otherwise."""
     from coopbot.web.auth import AuthError
 
     query = str(getattr(getattr(request, "url", None), "query", "") or "")
     headers = getattr(request, "headers", {})
+    referer = headers.get("referer")
+    token = embed_token_of(query, referer)
     try:
-        claims = service.guard.check_embed(embed_token_of(query, headers.get("referer")))
+        if headers.get("sec-fetch-mode") == "navigate":  # the page itself, in the portal's iframe
+            claims = service.guard.check_embed_page(token, referer)
+        else:  # the page's own requests
+            claims = service.guard.check_embed_call(token, referer, headers.get("sec-fetch-site"))
     except AuthError:
         return None
     return (claims.subject if claims else "") or "embed"
@@ -171,7 +177,8 @@ class PageGuard:
     """Security headers for every response, and the embed-token check on the `/embed` page itself.
 
     The full page may be framed only by itself; `/embed` by `frame_ancestors`. A request for the embed
-    page without a valid token gets a 401 page that says why (expired, missing, forged).
+    page without a valid token, or from a page of another origin than the token's portal, gets a 401 page
+    that says why (expired, missing, forged, elsewhere).
     """
 
     def __init__(self, app: ASGIApp, service: Service) -> None:
@@ -195,8 +202,9 @@ class PageGuard:
             from coopbot.web.auth import AuthError
 
             query = scope.get("query_string", b"").decode("latin-1")
+            referer = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"referer"), None)
             try:
-                self.service.guard.check_embed(embed_token_of(query, None))
+                self.service.guard.check_embed_page(embed_token_of(query, None), referer)
             except AuthError as exc:
                 await _denied(send, str(exc))
                 return
