@@ -128,3 +128,20 @@ def test_embed_tokens_work_only_on_their_portal_and_from_the_embed_page(web_serv
     assert httpx.get(web_server.url + "/embed/config", headers=own).status_code == 200
     foreign = httpx.post(web_server.url + "/api/embed-token", json={"origin": EVIL}, headers=web_server.auth)
     assert foreign.status_code == 403
+
+
+def test_a_docx_bomb_uploaded_by_the_admin_is_refused_and_leaves_nothing(web_server: WebServer) -> None:
+    """A .docx of 250 MB of zeros packs to a few hundred KB: refused with the reason, the knowledge dir as it was."""
+    import io
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", b"\0" * (250 << 20))
+    assert len(packed.getvalue()) < 1 << 20
+    before = sorted(p.name for p in web_server.knowledge_dir.iterdir())
+    files = {"file": ("bomb.docx", packed.getvalue(), "application/octet-stream")}
+    refused = httpx.post(web_server.url + "/api/documents", files=files, headers=web_server.admin, timeout=120)
+    assert 400 <= refused.status_code < 500 and "unpacks to more than" in refused.json()["error"]["message"]
+    assert sorted(p.name for p in web_server.knowledge_dir.iterdir()) == before

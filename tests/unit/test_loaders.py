@@ -628,3 +628,43 @@ def test_general_rules_catch_other_sites_furniture(line: str, where: str) -> Non
 def test_ordinary_article_lines_are_never_furniture(line: str) -> None:
     for lines in ([line, *_body(3)], [*_body(3), line]):
         assert strip_furniture("\n".join(lines), default_furniture())[1] == ()
+
+
+def test_a_docx_zip_bomb_is_refused_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real .docx with one part that unpacks far beyond the limit (the directory's sizes are not trusted:
+    the part is unpacked as a stream and stopped at the limit), and one with too many parts."""
+    import docx
+
+    from coopbot.ingest.loaders import docx as docx_loader
+
+    word = docx.Document()
+    word.add_paragraph("正文。")
+    word.save(str(tmp_path / "base.docx"))
+    monkeypatch.setattr(docx_loader, "MAX_UNPACKED_BYTES", 4 << 20)
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(tmp_path / "base.docx") as base, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in base.infolist():
+            out.writestr(member, base.read(member))
+        out.writestr("word/media/padding.bin", b"\0" * (16 << 20))  # 16 MB of zeros: about 16 KB packed
+    assert bomb.stat().st_size < 200_000
+    message = _load_error(bomb)
+    assert "bomb.docx" in message and "unpacks to more than 4 MB" in message
+    monkeypatch.setattr(docx_loader, "MAX_MEMBERS", 3)
+    message = _load_error(_write(tmp_path, "parts.docx", (tmp_path / "base.docx").read_bytes()))
+    assert "parts" in message and "at most 3" in message
+
+
+def test_a_pdf_with_too_many_pages_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypdf import PdfWriter
+
+    from coopbot.ingest.loaders import pdf as pdf_loader
+
+    writer = PdfWriter()
+    for _ in range(12):
+        writer.add_blank_page(width=200, height=200)
+    path = tmp_path / "book.pdf"
+    with path.open("wb") as out:
+        writer.write(out)
+    monkeypatch.setattr(pdf_loader, "MAX_PAGES", 10)
+    message = _load_error(path)
+    assert "book.pdf" in message and "12 pages (at most 10)" in message and "split" in message

@@ -10,6 +10,8 @@ import io
 
 from coopbot.ingest.loaders.registry import Extracted, LoadError, missing_package, reader
 
+MAX_PAGES = 2_000  # beyond it a PDF is a book or an attack; its text is read page by page in the request thread
+
 
 @reader("pdf", ".pdf")
 def read_pdf(data: bytes, name: str) -> Extracted:
@@ -23,6 +25,11 @@ def read_pdf(data: bytes, name: str) -> Extracted:
         pdf = PdfReader(io.BytesIO(data))
         if pdf.is_encrypted and pdf.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise LoadError(f"{name}: the PDF is password-protected; save an unprotected copy and ingest that.")
+        if len(pdf.pages) > MAX_PAGES:
+            raise LoadError(
+                f"{name}: the PDF has {len(pdf.pages)} pages (at most {MAX_PAGES}); split it into parts and "
+                "ingest those."
+            )
         pages = [(page.extract_text() or "").strip() for page in pdf.pages]
     except LoadError:
         raise
