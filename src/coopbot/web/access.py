@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from coopbot.web.auth import SESSION_COOKIE, AuthError, Throttle, bearer
+from coopbot.web.errors import error_body
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -130,7 +131,7 @@ class AccessPolicy:
             send = _closing(send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if "*" not in self.hosts and host_name(headers.get("host", "")) not in self.hosts:
-            await _reply(send, 400, {"error": {"code": "bad_host", "message": "Host 不在允许的列表中。"}})
+            await _reply(send, 400, error_body("bad_host", "Host 不在允许的列表中。"))
             return
         path: str = scope.get("path", "")
         method: str = scope.get("method", "")
@@ -143,15 +144,14 @@ class AccessPolicy:
                 self.asks.check(client)
                 self.asks.record(client)
         except AuthError as exc:
-            code = {401: "unauthorized", 429: "too_many_requests"}.get(exc.status, "forbidden")
             retry = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
-            await _reply(send, exc.status, {"error": {"code": code, "message": str(exc)}}, retry)
+            await _reply(send, exc.status, error_body(exc.code, str(exc)), retry)
             return
         if kind in ("public", "api"):
             await self.app(scope, receive, send)
             return
         if kind == "embed" and path.endswith(_UPLOAD):
-            await _reply(send, 403, {"error": {"code": "forbidden", "message": "嵌入页不接受上传。"}})
+            await _reply(send, 403, error_body("forbidden", "嵌入页不接受上传。"))
             return
         signed_in = self._signed_in(headers)
         if kind == "page" and not signed_in and (path == _UPLOAD or not chat_is_public(self.service)):
@@ -159,7 +159,7 @@ class AccessPolicy:
                 await _redirect(send, "/login")
                 return
             message = "请先登录：在 /login 输入 API 密钥或管理令牌，或在请求头中加入 Authorization: Bearer <密钥>。"
-            await _reply(send, 401, {"error": {"code": "unauthorized", "message": message}})
+            await _reply(send, 401, error_body("unauthorized", message))
             return
         await self.app(scope, receive, send)
 

@@ -40,6 +40,11 @@ class AuthError(Exception):
         self.status = status
         self.retry_after = retry_after
 
+    @property
+    def code(self) -> str:
+        """The stable error code of the JSON body, one place for the API's handler and the access policy."""
+        return {401: "unauthorized", 429: "too_many_requests"}.get(self.status, "forbidden")
+
 
 class Throttle:
     """Events per client (failed credentials, questions): after `limit` within `window` seconds the client

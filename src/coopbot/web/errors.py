@@ -76,8 +76,7 @@ def add_error_handlers(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        code = {401: "unauthorized", 429: "too_many_requests"}.get(exc.status, "forbidden")
-        response = respond(exc.status, code, str(exc))
+        response = respond(exc.status, exc.code, str(exc))
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         if exc.retry_after:
