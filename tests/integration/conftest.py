@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,8 +55,18 @@ class Chroma:
         self.process.wait()
         self.process = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server still accepts connections (the kernel does) but never answers, as when it hangs."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a frozen process would never see the SIGTERM
             stop(self.process)
             self.process = None
 

@@ -109,6 +109,38 @@ def test_a_chroma_server_that_dies_gives_503_and_degraded_health_then_recovers(t
         assert answers_back < 5, answers_back
 
 
+def test_a_hung_chroma_server_costs_each_request_its_deadline_not_its_worker_for_ever(
+    tmp_path: Path, chroma: Chroma
+) -> None:
+    """chromadb's HTTP client has no deadline of its own: a frozen (SIGSTOP) `chroma run` still accepts
+    connections and would hold every question for ever. With `index.chroma_timeout_s` each request ends
+    in a 503 soon after it, health says why, and answers come back once the server wakes."""
+    settings = fake_settings(tmp_path, chroma_mode="server", chroma_port=chroma.port, chroma_timeout_s=2)
+    (settings.knowledge_dir / "yrd.md").write_text(DOCUMENT, encoding="utf-8")
+    service, _ = slow_service(settings)
+    service.knowledge.update()
+    with serve_in_thread(service) as url:
+        assert httpx.post(url + "/api/ask", json={"question": QUESTION}, timeout=60).status_code == 200
+        chroma.freeze()
+        try:
+            for path in ["/api/ask", "/api/ask"]:  # the second finds the probe's verdict, not a fresh hang
+                began = time.monotonic()
+                response = httpx.post(url + path, json={"question": QUESTION}, timeout=60)
+                assert time.monotonic() - began < 15, "a hung server held the request past its deadline"
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["kind"] == "unreachable", response.text
+                assert "timed out" in response.json()["error"]["cause"].lower(), response.text
+            began = time.monotonic()
+            health = httpx.get(url + "/healthz", timeout=15)
+            assert time.monotonic() - began < 5 and health.json()["status"] == "degraded", health.text
+        finally:
+            chroma.thaw()
+        back = time.monotonic()
+        while httpx.post(url + "/api/ask", json={"question": QUESTION}, timeout=60).status_code != 200:
+            assert time.monotonic() - back < 20, "answers did not come back after the Chroma server woke"
+            time.sleep(0.2)
+
+
 def test_an_ingest_cut_off_by_a_dying_server_stops_with_store_unavailable(tmp_path: Path, chroma: Chroma) -> None:
     """The server dies while chunks are being written: the one exception every face knows, not httpx's."""
     settings = fake_settings(tmp_path, chroma_mode="server", chroma_port=chroma.port)

@@ -37,6 +37,13 @@ class IndexSettings(Section):
     )
     chroma_host: str = Field("127.0.0.1", description="Host of the Chroma server (server mode).")
     chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server (server mode).")
+    chroma_timeout_s: int = Field(
+        30,
+        ge=1,
+        le=600,
+        description="Seconds one call to the Chroma server may take (server mode); past it the server counts as "
+        "unreachable (503, `/healthz` degraded) instead of holding an answer slot for ever.",
+    )
     collection: str = Field(
         "coopbot", min_length=3, max_length=63, description="Name of the Chroma collection that holds the chunks."
     )

@@ -104,13 +104,19 @@ def make_client(settings: Settings) -> ClientAPI:
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
+
+        from coopbot.index.chroma_http import connect
     except ImportError as exc:  # pragma: no cover - a broken install
         raise StoreError(f"chromadb cannot be imported ({exc}): pip install coopbot") from exc
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.index.chroma_mode == "server":
         try:
-            return chromadb.HttpClient(
-                host=settings.index.chroma_host, port=settings.index.chroma_port, settings=chroma_settings
+            return connect(
+                lambda: chromadb.HttpClient(
+                    host=settings.index.chroma_host,
+                    port=settings.index.chroma_port,
+                    settings=ChromaSettings(anonymized_telemetry=False),
+                ),
+                settings.index.chroma_timeout_s,
             )
         except Exception as exc:
             address = f"{settings.index.chroma_host}:{settings.index.chroma_port}"
@@ -121,7 +127,9 @@ def make_client(settings: Settings) -> ClientAPI:
             ) from exc
     with translate_errors(settings):
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+        return chromadb.PersistentClient(
+            path=str(settings.chroma_path), settings=ChromaSettings(anonymized_telemetry=False)
+        )
 
 
 def _from_row(chunk_id: str, text: str, meta: dict[str, Any]) -> StoredChunk:
