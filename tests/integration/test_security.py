@@ -130,6 +130,28 @@ def test_embed_tokens_work_only_on_their_portal_and_from_the_embed_page(web_serv
     assert foreign.status_code == 403
 
 
+def test_the_documented_embed_path_without_its_slash_redirects_with_the_token(web_server: WebServer) -> None:
+    """Issue 16, problem 9: `/embed?token=...` (the README's snippet) reaches the page, token and all."""
+    token = httpx.post(web_server.url + "/api/embed-token", json={}, headers=web_server.auth).json()["token"]
+    portal = {"Referer": web_server.portal_url + "/"}
+    moved = httpx.get(web_server.url + "/embed", params={"token": token}, headers=portal)
+    assert moved.status_code == 308 and moved.headers["location"] == f"embed/?token={token}"
+    landed = httpx.get(web_server.url + "/embed", params={"token": token}, headers=portal, follow_redirects=True)
+    assert landed.status_code == 200 and str(landed.url).startswith(web_server.url + "/embed/?token=")
+    assert httpx.get(web_server.url + "/embed", headers=portal, follow_redirects=True).status_code == 401
+
+
+def test_api_docs_need_no_network(web_server: WebServer) -> None:
+    """Issue 16, problem 5: `/docs` names only this server's files (the browser test renders it offline)."""
+    docs = httpx.get(web_server.url + "/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "http" not in docs.text.replace("http-equiv", ""), "the docs page refers to another server"
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        assert httpx.get(f"{web_server.url}/docs-assets/{asset}").status_code == 200, asset
+    redoc = httpx.get(web_server.url + "/redoc", headers=web_server.auth, follow_redirects=True)
+    assert "redoc.standalone" not in redoc.text  # FastAPI's ReDoc page would load from a CDN
+
+
 def test_a_docx_bomb_uploaded_by_the_admin_is_refused_and_leaves_nothing(web_server: WebServer) -> None:
     """A .docx of 250 MB of zeros packs to a few hundred KB: refused with the reason, the knowledge dir as it was."""
     import io

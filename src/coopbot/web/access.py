@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RouteKind = Literal["public", "api", "embed", "page"]
 _PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout", "/gradio.js", "/favicon.ico", "/docs", "/openapi.json"})
-_PUBLIC_PREFIXES = ("/assets/", "/static/")  # Gradio's front-end bundle: code and fonts, no data
+_PUBLIC_PREFIXES = ("/assets/", "/static/", "/docs-assets/")  # front-end bundles (Gradio, Swagger UI): no data
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _UPLOAD = "/gradio_api/upload"
 _ADMIN_ROUTES = {"POST": ("/api/documents", "/api/reindex"), "DELETE": ("/api/documents/",)}

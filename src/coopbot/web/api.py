@@ -24,6 +24,7 @@ from coopbot.index.chroma import StoreError
 from coopbot.ingest.loaders import SUPPORTED_SUFFIXES
 from coopbot.schema import Answer, AnswerEvent, Delta, Final, Turn, hit_to_dict, ingest_report_to_dict
 from coopbot.web.auth import bearer
+from coopbot.web.docs import add_offline_docs
 from coopbot.web.errors import ApiError, add_error_handlers, error_body, store_message
 from coopbot.web.service import Service
 
@@ -132,7 +133,10 @@ def create_app(service: Service) -> FastAPI:
         title="coopbot API",
         version="1",
         description="中文知识库问答：带可核查引用的回答、检索、文档列表，以及与 OpenAI chat API 兼容的接口。",
+        docs_url=None,  # FastAPI's pages load Swagger UI / ReDoc from a CDN: web.docs serves /docs from local files
+        redoc_url=None,
     )
+    add_offline_docs(app)
     settings = service.settings
     app.add_middleware(
         BodyLimit,

@@ -124,10 +124,24 @@ def create_server(service: Service) -> FastAPI:
         "show_error": True,
     }
     _web_component_loader(app)
+    _embed_without_slash(app)
     embed_auth = (lambda request: embed_subject(service, request)) if service.guard.embed_protected else None
     gr.mount_gradio_app(app, ui.build_embed(service), path="/embed", auth_dependency=embed_auth, **common)
     gr.mount_gradio_app(app, ui.build_page(service), path="/", **common)
     return app
+
+
+def _embed_without_slash(app: FastAPI) -> None:
+    """`/embed` (the path the README and portal admins write) redirects to `/embed/`, where Gradio mounts the
+    page; the query string (the embed token) goes along. Relative, so it also works under a proxy's prefix."""
+    from starlette.requests import Request
+    from starlette.responses import RedirectResponse
+
+    def embed(request: Request) -> RedirectResponse:
+        query = request.url.query
+        return RedirectResponse("embed/" + (f"?{query}" if query else ""), status_code=308)
+
+    app.add_route("/embed", embed, methods=["GET", "HEAD"], include_in_schema=False)  # plain Starlette: no params
 
 
 def _web_component_loader(app: FastAPI) -> None:
