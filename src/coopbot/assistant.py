@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections import abc
 from collections.abc import Iterator, Sequence
@@ -111,8 +112,12 @@ class Assistant:
         """The whole answer at once."""
         return final_answer(self.stream(question, history))
 
-    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[AnswerEvent]:
-        """`Delta` text pieces as they are ready, then one `Final` with the complete `Answer` (with citations)."""
+    def stream(
+        self, question: str, history: Sequence[Turn] = (), stop: threading.Event | None = None
+    ) -> Iterator[AnswerEvent]:
+        """`Delta` text pieces as they are ready, then one `Final` with the complete `Answer` (with citations).
+
+        `stop` set while the model writes ends its stream at the next piece (the reader pressed 停止生成)."""
         limit = self.settings.retrieval.max_question_chars
         text, notices = clean_question(question, limit)
         recent = bounded_history(history, self.settings.retrieval.history_turns, limit)
@@ -129,7 +134,7 @@ class Assistant:
         decision = decide(query, hits, sentences, rarity, self.settings.answer.refusal_threshold)
         if decision.answer:
             if self.generator is not None:
-                streamed = yield from self._generate(draft, query, sentences)
+                streamed = yield from self._generate(draft, query, sentences, stop)
             if draft.backend == "extractive" and not streamed:  # no model, or it failed before writing anything
                 draft.text, draft.citations, draft.support = compose(query, sentences, self.settings.answer)
                 draft.refused = not draft.text
@@ -162,7 +167,9 @@ class Assistant:
             )
         )
 
-    def _generate(self, draft: _Draft, query: str, sentences: list[ScoredSentence]) -> abc.Generator[Delta, None, bool]:
+    def _generate(
+        self, draft: _Draft, query: str, sentences: list[ScoredSentence], stop: threading.Event | None
+    ) -> abc.Generator[Delta, None, bool]:
         """The model writes, code cites (`answering.generate`); returns whether any text was streamed.
 
         A failure before the first sentence marks the answer for the extractive composer, with a notice;
@@ -172,7 +179,8 @@ class Assistant:
         assert self.generator is not None
         name = self.generator.name
         try:
-            for event in generate(self.generator, query, sentences, self.settings.answer, self.settings.llm):
+            settings = self.settings
+            for event in generate(self.generator, query, sentences, settings.answer, settings.llm, stop):
                 if isinstance(event, str):
                     yield Delta(event)
                     continue

@@ -289,6 +289,33 @@ def test_generate_failure_before_any_sentence_raises_after_one_keeps_it() -> Non
     assert final.failed == "进程崩溃"  # the caller finishes the answer with quotes
 
 
+def test_a_stop_ends_the_models_stream_at_its_next_piece_and_keeps_what_was_checked() -> None:
+    """停止生成 mid-sentence: the model's stream is closed at once (a model server stops writing), not at the
+    end of the sentence it is writing; the sentences already checked stay the answer."""
+    stop = threading.Event()
+    closed = threading.Event()
+
+    class Watched(Scripted):
+        def stream(self, messages: Sequence[Any], *, max_tokens: int, timeout_s: float) -> Iterator[str]:
+            try:
+                for given, piece in enumerate(super().stream(messages, max_tokens=max_tokens, timeout_s=timeout_s)):
+                    if given == 20:  # the reader presses stop while the second sentence is being written
+                        stop.set()
+                    yield piece
+            except GeneratorExit:
+                closed.set()
+                raise
+
+    text = "规划范围面积35.8万平方公里。以上海市为中心建设现代化都市圈。"
+    settings = Settings()
+    events = list(
+        generate(Watched(_chars(text)), "长三角面积多大？", _ranked(HITS), settings.answer, settings.llm, stop)
+    )
+    final = events[-1]
+    assert isinstance(final, Generated) and closed.is_set()
+    assert final.text == "规划范围面积35.8万平方公里。[1]" and final.timings["generated_tokens"] == 21
+
+
 def test_generate_refusal_and_empty_answer() -> None:
     _texts, final = _run(Scripted(_chars(NO_INFO + "。")))
     assert final.refused and final.text == "" and not final.ungrounded  # the model declined: honoured

@@ -8,6 +8,7 @@ so the caller can finish the answer with quotes.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,15 @@ class Generated:
 
 
 def generate(
-    generator: Generator, question: str, sentences: Sequence[ScoredSentence], answer: AnswerSettings, llm: LLMSettings
+    generator: Generator,
+    question: str,
+    sentences: Sequence[ScoredSentence],
+    answer: AnswerSettings,
+    llm: LLMSettings,
+    stop: threading.Event | None = None,
 ) -> Iterator[str | Generated]:
-    """Stream checked sentences, then the `Generated` summary.
+    """Stream checked sentences, then the `Generated` summary. `stop`, once set, ends the model's stream at
+    its next piece (closed, so a model server stops writing); what was checked so far stays the answer.
 
     Raises `GenerationError` only while nothing has been shown (the caller falls back to extractive);
     a failure after that keeps the checked sentences so far and names the failure in `Generated.failed`.
@@ -62,9 +69,10 @@ def generate(
             if text:
                 shown_any = True
                 yield text
-            if attacher.refused:
+            if attacher.refused or (stop is not None and stop.is_set()):
                 break
-        text = attacher.finish()
+        # Stopped: the sentence being written stays unwritten (a fragment is not an answer); the rest settles.
+        text = attacher.release_held() if stop is not None and stop.is_set() and attacher.shown else attacher.finish()
         if text:
             yield text
     except GenerationError as exc:

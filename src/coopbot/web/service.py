@@ -11,6 +11,7 @@ to and from these calls.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -78,12 +79,16 @@ class Service:
             ticket.close()
 
     def stream(
-        self, question: str, history: Sequence[Turn] = (), ticket: Ticket | None = None
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        ticket: Ticket | None = None,
+        stop: threading.Event | None = None,
     ) -> Generator[AnswerEvent, None, None]:
         """`Assistant.stream` within a slot: `Delta`s, then the `Final` answer. Raises QuestionError, Busy,
         StoreUnavailable. Without a `ticket` the request is admitted when the first event is asked for."""
         with self._answering(ticket):
-            yield from self.assistant.stream(question, history)
+            yield from self.assistant.stream(question, history, stop)
 
     def ask(self, question: str, history: Sequence[Turn] = (), ticket: Ticket | None = None) -> Answer:
         return final_answer(self.stream(question, history, ticket))
@@ -105,13 +110,31 @@ class Service:
     async def astream(self, question: str, history: Sequence[Turn] = ()) -> AsyncGenerator[AnswerEvent, None]:
         """`stream` for the event loop: admitted at once (or Busy), each step computed on the answer threads."""
         ticket = self.admission.admit()
-        events = self.stream(question, history, ticket)
+        stop = threading.Event()
+        events = self.stream(question, history, ticket, stop)
+
+        def close(step: asyncio.Future[AnswerEvent | None] | None = None) -> None:
+            if step is not None and not step.cancelled():
+                step.exception()  # retrieved, so asyncio does not report it: nobody is waiting for this step
+            events.close()  # a suspended stream releases its slot and lock (and the model's stream)
+            ticket.close()  # ... and one never started gives up its place in line here
+
+        step: asyncio.Future[AnswerEvent | None] | None = None
         try:
-            while (event := await self.run(next, events, None)) is not None:
+            while True:
+                step = asyncio.ensure_future(self.run(next, events, None))
+                # Shielded: a cancelled caller (停止生成, a client gone) must not abandon the thread mid-step,
+                # or the stream could not be closed ("generator already executing") and would run on.
+                event = await asyncio.shield(step)
+                if event is None:
+                    break
                 yield event
         finally:
-            events.close()  # a suspended stream releases its slot and lock; one never started does nothing
-            ticket.close()  # ... so its place in line is given up here
+            if step is not None and not step.done():
+                stop.set()  # the model stops at its next piece, the step returns, then the stream is closed
+                step.add_done_callback(close)
+            else:
+                close()
 
     async def aask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
         ticket = self.admission.admit()
