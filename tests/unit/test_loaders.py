@@ -361,7 +361,7 @@ def test_a_suffix_registers_once_in_lower_case_with_its_dot(suffixes: tuple[str,
     assert supported_suffixes() == SUPPORTED_SUFFIXES  # nothing half-registered
 
 
-@pytest.mark.parametrize("module", ["ingest/documents.py", "web/ui.py", "web/api.py"])
+@pytest.mark.parametrize("module", ["ingest/documents.py", "web/knowledge_tab.py", "web/api.py"])
 def test_uploads_ui_and_api_take_their_suffixes_from_the_registry(module: str) -> None:
     """They accept what ingestion reads: none spells out a suffix list of its own that could drift."""
     source = (SRC / module).read_text(encoding="utf-8")

@@ -22,12 +22,32 @@ def escape_markdown(text: str) -> str:
     return html.escape(_MARKDOWN_SPECIALS.sub(r"\\\1", text), quote=False)
 
 
+# A sentence's end and its markers with the next sentence glued on ("…机制。[1]第二十一条…"); a marker
+# inside a sentence ("据[1]，…") is left where it is.
+_RUN_ON = re.compile(r"([。！？；!?;](?:\[\d{1,3}\])+)(?=[^\s\[])")
+
+
 def render_answer(text: str, turn: int) -> str:
-    """An answer for the chatbot: escaped, with each `[n]` a link to passage n of this turn's sources."""
+    """An answer for the chatbot: escaped, each cited sentence on its own line, each `[n]` a chip that links
+    to passage n of this turn's sources."""
     return _MARKER.sub(
         lambda m: f'<a class="coopbot-cite" href="#coopbot-src-{turn}-{m.group(1)}">[{m.group(1)}]</a>',
-        escape_markdown(text),
+        escape_markdown(_RUN_ON.sub("\\1\n", text)),
     )
+
+
+def copy_text(answer: Answer) -> str:
+    """What 复制回答 puts on the clipboard: the answer as plain text, then where each `[n]` comes from."""
+    if not answer.citations:
+        return answer.text
+    lines = [answer.text, "", "参考来源："]
+    for citation in answer.citations:
+        place = " › ".join(
+            citation.heading_path[1:] if citation.heading_path[:1] == (citation.doc_title,) else citation.heading_path
+        )
+        where = citation.doc_title + (f" › {place}" if place else "") + f"（{citation.doc_file}）"
+        lines.append(f"[{citation.n}] {where}：“{citation.quote}”")
+    return "\n".join(lines)
 
 
 def _passage_html(passage: str, quote: str) -> str:
@@ -55,6 +75,18 @@ def render_citation(turn: int, citation: Citation) -> str:
         + _head(f"[{citation.n}]", citation.doc_title, citation.heading_path, citation.doc_file)
         + f'<div class="coopbot-passage">{_passage_html(citation.passage, citation.quote)}</div></div>'
     )
+
+
+def render_inline_sources(turn: int, answer: Answer) -> str:
+    """The sources under the answer itself, folded (the embed has no room for a panel beside the chat):
+    a click on `[n]` unfolds them and rings passage n, as in the panel."""
+    if answer.citations:
+        summary, body = f"参考来源（{len(answer.citations)}）", [render_citation(turn, c) for c in answer.citations]
+    elif answer.related:
+        summary, body = "最接近的资料（仅供参考，不是答案的依据）", [render_related(hit) for hit in answer.related]
+    else:
+        return ""
+    return f'\n\n<details class="coopbot-refs"><summary>{summary}</summary>{"".join(body)}</details>'
 
 
 def render_related(hit: Hit) -> str:
@@ -117,13 +149,20 @@ def render_sources(session: Session) -> str:
     return "".join(parts)
 
 
-_BACKENDS = {"extractive": "原文摘录", "llamacpp": "本地模型", "openai": "OpenAI 兼容接口"}
+_BACKENDS = {
+    "extractive": "摘自知识库原文",
+    "llamacpp": "由本地模型根据所引原文写成",
+    "openai": "由语言模型根据所引原文写成",
+    "langchain": "由语言模型根据所引原文写成",
+}
 
 
 def answer_footer(answer: Answer) -> str:
-    """What follows a finished answer: its notices, then which backend wrote it (a fallback says so too)."""
+    """What follows a finished answer: its notices, then a quiet line saying how it was written, in Chinese
+    (the backend's own name only in the tooltip); a fallback says the model did not answer."""
     notices = "".join(f"\n\n*{escape_markdown(notice)}*" for notice in answer.notices)
-    label = f"{_BACKENDS.get(answer.backend, answer.backend)}（{answer.backend}）"
+    label = _BACKENDS.get(answer.backend, "由语言模型根据所引原文写成")
     if answer.fallback_from:
-        label += f"，{answer.fallback_from} 未能回答"
-    return f"{notices}\n\n*回答方式：{escape_markdown(label)}*"
+        label = f"语言模型未能回答，{label}"
+    names = answer.backend + (f" ← {answer.fallback_from}" if answer.fallback_from else "")
+    return f'{notices}\n\n<span class="coopbot-footer" title="{html.escape(names)}">{html.escape(label)}</span>'
