@@ -1,7 +1,10 @@
 """Fit the answer-sentence model and the answerability gate on drcd-test; check them on the other sets.
 
-    .venv/bin/python benchmarks/answerability.py [--datasets DIR] [--fit drcd-test] [--write] [--json]
+    .venv/bin/python benchmarks/answerability.py [--datasets DIR] [--fit drcd-test] [--write [--output F]] [--json]
         [--fit-near-misses] [--name-features]
+
+The packaged models: the default (`answer.gate = balanced`) with no option; `answer.gate = strict` with
+`--fit-near-misses --name-features --write --output src/coopbot/data/answerability-strict.json`.
 
 Every set under DIR (default ../shared/datasets, read in place) is indexed as `coopbot eval retrieval`
 does, and each question is asked through the production retriever and sentence features twice: over
@@ -36,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,14 +51,17 @@ if TYPE_CHECKING:
     from coopbot.answering.model import LogisticModel
     from coopbot.config import Settings
     from coopbot.evals.answerability import Asked
+    from coopbot.evals.retrieval import Query
 
 offline()
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "src" / "coopbot" / "data" / "answerability.json"
+STRICT = OUTPUT.with_name("answerability-strict.json")
 FALSE_REFUSALS = 0.05
 CHOICE_GRID = {"answer_relative_score": (1.01, 0.7, 0.5, 0.3), "answer_neighbour_score": (1.01, 0.5, 0.2, 0.1, 0.0)}
 MAX_MEAN_SENTENCES = 2.0
+PART = 250  # questions asked between two saves of the cache
 # Cached asks hold the retrieval and the cosines; bump this when retrieval or the cosine features change
 # (text features are recomputed on every run).
 RETRIEVAL_VERSION = "1"
@@ -65,6 +72,25 @@ RETRIEVAL_SETTINGS = {
     "retrieval": {"retriever", "candidates", "fusion_lexical_weight", "dedup_jaccard"},
     "answer": {"top_k", "passages", "min_sentence_chars"},
 }
+
+
+def in_parts(cache: Path, queries: list[Query], ask: Callable[[list[Query]], list[Asked]]) -> list[Asked]:
+    """`ask(queries)`, PART questions at a time, each part saved as it is done (`*.partial.pkl`): drcd-test
+    takes hours on two cores, and an interrupted run goes on where it stopped. Cached whole at the end."""
+    if cache.is_file():
+        done: list[Asked] = pickle.loads(cache.read_bytes())
+        return done
+    partial = cache.with_name(f"{cache.stem}.partial.pkl")
+    parts: list[list[Asked]] = pickle.loads(partial.read_bytes()) if partial.is_file() else []
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for start in range(len(parts) * PART, len(queries), PART):
+        print(f"  part {start // PART + 1} of {-(-len(queries) // PART)} ({cache.stem})", file=sys.stderr)
+        parts.append(ask(queries[start : start + PART]))
+        partial.write_bytes(pickle.dumps(parts))
+    asked = [a for part in parts for a in part]
+    cache.write_bytes(pickle.dumps(asked))
+    partial.unlink(missing_ok=True)
+    return asked
 
 
 def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
@@ -98,20 +124,15 @@ def collect(folder: Path, base: Settings, tmp: Path) -> tuple[list[Asked], Any]:
             retriever = Retriever(settings, index=index, embedder=embedder)
         return retriever
 
-    if cache.is_file():
-        asked: list[Asked] = pickle.loads(cache.read_bytes())
-    else:
-        asked = ask_all(eval_set, open_retriever(), embedder, settings, progress)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(asked))
-    if near_cache.is_file():
-        near: list[Asked] = pickle.loads(near_cache.read_bytes())
-    else:
-        made = near_miss_queries(eval_set)
-        made = random.Random(0).sample(made, min(NEAR_MISSES, len(made)))
-        near = ask_near_misses(made, open_retriever(), embedder, settings, progress)
-        near_cache.write_bytes(pickle.dumps(near))
-    asked += near
+    def whole(queries: list[Query]) -> list[Asked]:
+        return ask_all(dataclasses.replace(eval_set, queries=queries), open_retriever(), embedder, settings, progress)
+
+    def near_misses(queries: list[Query]) -> list[Asked]:
+        return ask_near_misses(queries, open_retriever(), embedder, settings, progress)
+
+    made = near_miss_queries(eval_set)
+    made = random.Random(0).sample(made, min(NEAR_MISSES, len(made)))
+    asked = in_parts(cache, eval_set.queries, whole) + in_parts(near_cache, made, near_misses)
     # the rarities come from the same lexical index the retriever builds
     lexical = LexicalIndex(None, k1=base.index.bm25_k1, b=base.index.bm25_b)
     lexical.update({p.id: passage_chunk(p, eval_set.name).chunk.embed_text for p in eval_set.passages})
@@ -255,7 +276,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--fit", default="drcd-test", help="the set to fit on (the others are only measured)")
-    parser.add_argument("--write", action="store_true", help=f"store the fitted models in {OUTPUT.relative_to(ROOT)}")
+    parser.add_argument("--write", action="store_true", help="store the fitted models in --output")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=OUTPUT,
+        help=f"default {OUTPUT.relative_to(ROOT)}; the `answer.gate = strict` model is {STRICT.relative_to(ROOT)} "
+        "(fitted with --fit-near-misses --name-features)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--fit-near-misses", action="store_true", help="near misses as negatives in the gate's fit")
     parser.add_argument("--name-features", action="store_true", help="the gate also reads NAME_FEATURES")
@@ -294,8 +322,8 @@ def main() -> None:
     }
     if args.write:
         data = {"models": {n: dataclasses.replace(m, provenance=provenance).to_dict() for n, m in models.items()}}
-        OUTPUT.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {OUTPUT}", file=sys.stderr)
+        args.output.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
     report["coefficients"] = {
         n: dict(zip(m.features, (round(c, 3) for c in m.coefficients), strict=True)) for n, m in models.items()
     }

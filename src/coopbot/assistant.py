@@ -131,7 +131,8 @@ class Assistant:
         rarity = self.retriever.lexical.idf
         sentences = score_sentences(query, text, hits, self.embedder, self.settings.answer, rarity)
         ranked = time.perf_counter()
-        decision = decide(query, hits, sentences, rarity, self.settings.answer.refusal_threshold)
+        gate = self.settings.answer
+        decision = decide(query, hits, sentences, rarity, gate.refusal_threshold, gate.gate)
         if decision.answer:
             if self.generator is not None:
                 streamed = yield from self._generate(draft, query, sentences, stop)

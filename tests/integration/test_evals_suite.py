@@ -54,16 +54,23 @@ def external_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("external")
 
 
-def test_blind_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path) -> None:
-    """The blind cases (written by someone who never read the answer code) have floors of their own."""
-    env = {"COOPBOT_DATA_DIR": str(kb_settings.data_dir), "COOPBOT_EMBEDDING_MODEL": kb_settings.index.embedding_model}
+@pytest.mark.parametrize("gate", ["balanced", "strict"])
+def test_blind_suite_meets_its_floors(kb_settings: Settings, tmp_path: Path, gate: str) -> None:
+    """The blind cases (written by someone who never read the answer code) have floors of their own, for the
+    default gate and the opt-in strict one (`answer.gate`)."""
+    env = {
+        "COOPBOT_DATA_DIR": str(kb_settings.data_dir),
+        "COOPBOT_EMBEDDING_MODEL": kb_settings.index.embedding_model,
+        "COOPBOT_ANSWER__GATE": gate,
+    }
+    section = "blind" if gate == "balanced" else f"blind-{gate}"
     run = coopbot(
         "eval", "qa", "evals/qa/blind.jsonl", "--json", "--report", str(tmp_path / "blind"),
-        "--section", "blind", "--check", str(THRESHOLDS), env=env,
+        "--section", section, "--check", str(THRESHOLDS), env=env,
     )  # fmt: skip
     print(run.stderr[-4000:])
     assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout)["cases"] >= 80 and "every blind threshold" in run.stderr
+    assert json.loads(run.stdout)["cases"] >= 80 and f"every {section} threshold" in run.stderr
     assert "alt='refusal trade-off'" in (tmp_path / "blind" / "report.html").read_text(encoding="utf-8")
 
 

@@ -73,6 +73,29 @@ def test_the_packaged_models_name_their_features_and_provenance() -> None:
     assert "drcd-test" in models["answerability"].provenance["fitted_on"]
 
 
+def test_the_strict_gate_reads_the_named_things_and_keeps_the_sentence_model() -> None:
+    balanced, strict = fitted_models("balanced"), fitted_models("strict")
+    assert strict["sentence"] == balanced["sentence"]  # only the answer-or-refuse decision differs
+    assert strict["answerability"].features == GATE_FEATURES + NAME_FEATURES
+    assert "near-miss" in strict["answerability"].provenance["fitted_on"]
+    assert Settings().answer.gate == "balanced" and Settings(answer={"gate": "strict"}).answer.gate == "strict"
+
+
+def test_the_strict_gate_weighs_a_named_thing_missing_from_the_answering_document() -> None:
+    """The near miss the balanced gate cannot see: the same passage, a question about a place it never names."""
+    on, other = hit(AREA, 1), hit("广东省的示范区建设情况另行规定。", 2, title="广东省的规定")
+    sentences = [sentence(on, AREA, 0.9)]
+    asked, near = "上海市青浦区的示范区面积是多少？", "广东省的示范区面积是多少？"
+
+    def probability(question: str, gate: str) -> float:
+        return decide(question, [on, other], sentences, rarity, None, gate).answerability  # type: ignore[arg-type]
+
+    # Odds of answering the near miss against the question the passage answers: halved by the balanced gate
+    # (other words differ too), cut by more than a hundred times by the strict one.
+    assert probability(near, "balanced") / probability(asked, "balanced") > 0.3
+    assert probability(near, "strict") / probability(asked, "strict") < 0.01
+
+
 def test_question_words_weigh_rare_words_more() -> None:
     words = QuestionWords.of("示范区的面积是多少平方公里？", rarity)
     assert "的" not in words.weights and words.rarest is not None

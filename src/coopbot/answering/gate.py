@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coopbot.answering.extractive import QuestionWords, Rarity, ScoredSentence
-from coopbot.answering.model import fitted_models
+from coopbot.answering.model import GateChoice, fitted_models
 from coopbot.schema import Hit
 from coopbot.text.names import holds, named_things, names_held
 from coopbot.text.normalise import comparable
@@ -104,10 +104,15 @@ def _best(sentences: Sequence[ScoredSentence], feature: str) -> float:
 
 
 def decide(
-    question: str, hits: Sequence[Hit], sentences: Sequence[ScoredSentence], rarity: Rarity, threshold: float | None
+    question: str,
+    hits: Sequence[Hit],
+    sentences: Sequence[ScoredSentence],
+    rarity: Rarity,
+    threshold: float | None,
+    gate: GateChoice = "balanced",
 ) -> Decision:
-    """Answer or refuse: the fitted probability against `threshold` (None: the fitted threshold)."""
-    model = fitted_models()["answerability"]
+    """Answer or refuse: the fitted probability (of the `gate` model) against `threshold` (None: the model's own)."""
+    model = fitted_models(gate)["answerability"]
     threshold = model.threshold if threshold is None else threshold
     words = QuestionWords.of(question, rarity)
     if not hits or not sentences or not words.weights:

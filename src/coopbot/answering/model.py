@@ -13,12 +13,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 FITTED_FILE = "answerability.json"
+STRICT_FILE = "answerability-strict.json"  # `answer.gate = "strict"`: refuses more near misses, more answerable too
+GateChoice = Literal["balanced", "strict"]
 
 
 class ModelFileError(RuntimeError):
@@ -115,14 +117,23 @@ def fit_logistic(
 
 
 @functools.cache
-def fitted_models() -> dict[str, LogisticModel]:
-    """The packaged fitted models by name ("sentence", "answerability")."""
+def fitted_models(gate: GateChoice = "balanced") -> dict[str, LogisticModel]:
+    """The packaged fitted models by name ("sentence", "answerability").
+
+    `gate="strict"` swaps in the answerability model of STRICT_FILE (fitted with near misses as negatives and
+    the named-things features); the sentence model is the same for both."""
+    models = _read(FITTED_FILE)
+    if gate == "strict":
+        models["answerability"] = _read(STRICT_FILE)["answerability"]
+    return models
+
+
+def _read(name: str) -> dict[str, LogisticModel]:
     try:
-        text = resources.files("coopbot").joinpath("data", FITTED_FILE).read_text(encoding="utf-8")
-        data = json.loads(text)
+        data = json.loads(resources.files("coopbot").joinpath("data", name).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelFileError(
-            f"coopbot/data/{FITTED_FILE} is missing or unreadable ({exc}): reinstall coopbot, or refit it with "
-            "python benchmarks/answerability.py --write"
+            f"coopbot/data/{name} is missing or unreadable ({exc}): reinstall coopbot, or refit it with "
+            "python benchmarks/answerability.py --write (see its docstring)"
         ) from exc
-    return {name: LogisticModel.from_dict(model) for name, model in data["models"].items()}
+    return {model_name: LogisticModel.from_dict(model) for model_name, model in data["models"].items()}
