@@ -202,6 +202,9 @@ def test_the_cited_sentence_and_the_chips_read_in_light_and_dark_mode(
     text = bubble.inner_text()
     assert "llamacpp" not in text and "extractive" not in text and "回答方式" not in text
     assert "根据所引原文" in text or "摘自知识库原文" in text
+    label = bubble.locator("[aria-label^='回答：']").first.get_attribute("aria-label") or ""
+    assert "35.8万平方公里" in label and "<" not in label and "coopbot-cite" not in label  # screen readers: text
+    assert page.locator("#coopbot-chat [aria-label*='<']").count() == 0
     lines = [line for line in text.splitlines() if "[1]" in line]
     assert len(lines) >= 2, f"each cited sentence on its own line: {text!r}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

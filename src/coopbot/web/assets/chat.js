@@ -111,4 +111,22 @@
     if (chipOf(event) && current && !current.classList.contains('coopbot-sheet')) hideTimer = setTimeout(close, 300);
   }, true);
   document.addEventListener('keydown', (event) => { if (event.key === 'Escape') close(); }, true);
+
+  // Screen readers: Gradio labels each message with its raw content ("bot's message: …<a class=…>[1]</a>");
+  // the label becomes what the message shows, in Chinese.
+  const MESSAGE = /^(bot|user)'s message: /;
+  const relabel = () => {
+    document.querySelectorAll('[aria-label]').forEach((el) => {
+      const label = el.getAttribute('aria-label');
+      if (el.__coopbotLabel === label) return;  // set here: it may hold '<' shown as text in a document
+      const kind = MESSAGE.exec(label);
+      if (!kind && !label.includes('<')) return;
+      const text = (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 600);
+      el.__coopbotLabel = (kind && kind[1] === 'user' ? '提问：' : '回答：') + text;
+      el.setAttribute('aria-label', el.__coopbotLabel);
+    });
+  };
+  new MutationObserver(relabel).observe(document.body, {
+    subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ['aria-label'],
+  });
 }
