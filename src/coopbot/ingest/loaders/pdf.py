@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import io
 
+from coopbot.ingest.loaders.isolated import run_isolated
 from coopbot.ingest.loaders.registry import Extracted, LoadError, missing_package, reader
 
-MAX_PAGES = 2_000  # beyond it a PDF is a book or an attack; its text is read page by page in the request thread
+MAX_PAGES = 2_000  # beyond it a PDF is a book or an attack
+DEADLINE_S = 300.0  # pypdf reads some 20-100 pages a second: MAX_PAGES fit, a pathological page does not
 
 
 @reader("pdf", ".pdf")
 def read_pdf(data: bytes, name: str) -> Extracted:
-    """The text layer of every page, pages separated by a blank line."""
+    """The text layer of every page, pages separated by a blank line; parsed in a child process that is
+    stopped after DEADLINE_S (a crafted page can take minutes, or crash the parser)."""
+    try:  # here too, so a missing extra is said at once, without starting a child
+        import pypdf  # noqa: F401
+    except ImportError as exc:
+        raise missing_package("pypdf", ".pdf") from exc
+    hint = "re-export it from its original application, or split it into smaller files"
+    return run_isolated(_read_pdf, data, name, MAX_PAGES, deadline_s=DEADLINE_S, name=name, hint=hint)
+
+
+def _read_pdf(data: bytes, name: str, max_pages: int) -> Extracted:
     try:
         from pypdf import PasswordType, PdfReader
     except ImportError as exc:
@@ -25,9 +37,9 @@ def read_pdf(data: bytes, name: str) -> Extracted:
         pdf = PdfReader(io.BytesIO(data))
         if pdf.is_encrypted and pdf.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise LoadError(f"{name}: the PDF is password-protected; save an unprotected copy and ingest that.")
-        if len(pdf.pages) > MAX_PAGES:
+        if len(pdf.pages) > max_pages:
             raise LoadError(
-                f"{name}: the PDF has {len(pdf.pages)} pages (at most {MAX_PAGES}); split it into parts and "
+                f"{name}: the PDF has {len(pdf.pages)} pages (at most {max_pages}); split it into parts and "
                 "ingest those."
             )
         pages = [(page.extract_text() or "").strip() for page in pdf.pages]
