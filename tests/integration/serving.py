@@ -104,27 +104,42 @@ async def request(
     header, _, payload = response.partition(b"\r\n\r\n")
     lines = header.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":  # what middleware-wrapped responses use
+        payload = _unchunk(payload)
     return int(lines[0].split()[1]), headers, payload
+
+
+def _unchunk(payload: bytes) -> bytes:
+    body = b""
+    while payload:
+        size, _, rest = payload.partition(b"\r\n")
+        length = int(size.split(b";")[0], 16)
+        if length == 0:
+            break
+        body, payload = body + rest[:length], rest[length + 2 :]
+    return body
 
 
 def main(argv: list[str]) -> None:
     """Serve a one-document knowledge base: DIR PORT DELAY WORKERS QUEUE WAIT."""
     import uvicorn
 
-    from coopbot.web.api import create_app
+    from coopbot.web.server import create_server
 
     offline()
     folder, port, delay = Path(argv[0]), int(argv[1]), float(argv[2])
     folder.mkdir(parents=True, exist_ok=True)
     workers, queue, wait = int(argv[3]), int(argv[4]), float(argv[5])
-    settings = fake_settings(folder, answer_workers=workers, answer_wait_seconds=wait)
+    # One client sends the whole crowd here: the per-client throttle (tested on its own) must not be what answers.
+    settings = fake_settings(folder, answer_workers=workers, answer_wait_seconds=wait, asks_per_minute=100_000)
     (settings.knowledge_dir / "yrd.md").write_text(DOCUMENT, encoding="utf-8")
     service, model = slow_service(settings)
     service.knowledge.update()
     service.ask(QUESTION)  # first-question costs (word lists, BM25 matrices) are paid before anyone measures
     service.admission = Admission(workers, queue, wait)
     model.delay = delay
-    uvicorn.run(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    # The whole server (API, Gradio pages, access policy and its middleware), as `python app.py` serves it.
+    uvicorn.run(create_server(service), host="127.0.0.1", port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Overload has a shape: the real API app in a uvicorn process of its own, hundreds of questions at once.
+"""Overload has a shape: the whole server (API, Gradio pages, access policy) in a uvicorn process of its own,
+hundreds of questions at once.
 
 Answers are made slow with the fake model's delay (0.4 s each). What must hold: a bounded line (slots +
 `queue` waiting), everyone beyond it told 503 with Retry-After at once, a waiting request gives up at its
