@@ -167,3 +167,78 @@ def test_a_docx_bomb_uploaded_by_the_admin_is_refused_and_leaves_nothing(web_ser
     refused = httpx.post(web_server.url + "/api/documents", files=files, headers=web_server.admin, timeout=120)
     assert 400 <= refused.status_code < 500 and "unpacks to more than" in refused.json()["error"]["message"]
     assert sorted(p.name for p in web_server.knowledge_dir.iterdir()) == before
+
+
+def test_a_pdf_of_too_many_pages_uploaded_by_the_admin_is_refused_and_leaves_nothing(web_server: WebServer) -> None:
+    """Parsed in a child process with a deadline; past 2,000 pages refused with what to do."""
+    import io
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(2_001):
+        writer.add_blank_page(width=100, height=100)
+    book = io.BytesIO()
+    writer.write(book)
+    before = sorted(p.name for p in web_server.knowledge_dir.iterdir())
+    files = {"file": ("book.pdf", book.getvalue(), "application/pdf")}
+    refused = httpx.post(web_server.url + "/api/documents", files=files, headers=web_server.admin, timeout=300)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert "2001 pages (at most 2000)" in refused.json()["error"]["message"]
+    assert sorted(p.name for p in web_server.knowledge_dir.iterdir()) == before
+
+
+def test_a_megabyte_without_punctuation_is_ingested_in_bounded_chunks(web_server: WebServer) -> None:
+    """1 MB of text with no sentence mark or space: cut into chunks no longer than chunk_size + chunk_min_size
+    (450 + 150) in linear time, searchable, then deleted again."""
+    import time
+
+    text = "区域协同创新合作机制" * 35_000  # 350,000 characters, 1.05 MB in UTF-8
+    began = time.monotonic()
+    files = {"file": ("wall.txt", ("# 无标点\n\n" + text).encode(), "text/plain")}
+    added = httpx.post(web_server.url + "/api/documents", files=files, headers=web_server.admin, timeout=600)
+    seconds = time.monotonic() - began
+    try:
+        assert added.status_code == 200, added.text
+        assert added.json()["report"]["chunks_added"] >= len(text) // 600
+        hits = httpx.get(
+            web_server.url + "/api/search", params={"q": "区域协同创新合作机制", "k": 5}, headers=web_server.auth
+        ).json()["hits"]
+        wall = [h for h in hits if h["doc_id"] == "wall.txt"]
+        assert wall and max(len(h["text"]) for h in wall) <= 600
+        print(f"1 MB without punctuation: uploaded and indexed in {seconds:.1f} s")
+    finally:
+        httpx.delete(web_server.url + "/api/documents/wall.txt", headers=web_server.admin, timeout=120)
+
+
+def test_sixty_questions_at_once_leave_health_fast_and_get_no_5xx_but_503(web_server: WebServer) -> None:
+    """60 concurrent asks on the real app (real model) while `/healthz` is polled: answers, or 503/429 with
+    Retry-After for those beyond the line; the health route's p95 under a second."""
+    import asyncio
+    import statistics
+    import time
+
+    async def run() -> tuple[list[int], list[float]]:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as client:
+
+            async def ask(i: int) -> int:
+                body = {"question": f"长三角一体化发展规划纲要覆盖的区域总面积有多大？（{i}）"}
+                reply = await client.post(web_server.url + "/api/ask", json=body, headers=web_server.auth)
+                if reply.status_code in (429, 503):
+                    assert int(reply.headers["retry-after"]) >= 1
+                return reply.status_code
+
+            asks = [asyncio.create_task(ask(i)) for i in range(60)]
+            health = []
+            while not all(task.done() for task in asks):
+                began = time.monotonic()
+                assert (await client.get(web_server.url + "/healthz")).status_code == 200
+                health.append(time.monotonic() - began)
+                await asyncio.sleep(0.1)
+            return [task.result() for task in asks], health
+
+    statuses, health = asyncio.run(run())
+    assert set(statuses) <= {200, 429, 503}, sorted(statuses)
+    assert 200 in statuses
+    p95 = statistics.quantiles(health, n=20)[-1] if len(health) >= 2 else health[0]
+    assert p95 < 1.0, sorted(health)[-5:]
