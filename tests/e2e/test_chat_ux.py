@@ -21,7 +21,7 @@ from coopbot.web.ui import EXAMPLES
 
 from ..fakes.embedder import fake_embedder, fake_settings
 from ..fakes.scripted import Scripted
-from ..integration.serving import DOCUMENT, QUESTION
+from ..integration.serving import DOCUMENT, QUESTION, serve_in_thread
 from ..web_fixtures import ARTIFACTS
 from .test_ui import CHROMIUM, CHROMIUM_ARGS, ask, open_chat
 
@@ -63,12 +63,7 @@ class UxServer:
 
 @pytest.fixture(scope="module")
 def ux_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UxServer]:
-    import socket
-
-    import uvicorn
-
     from coopbot.assistant import build_assistant
-    from coopbot.web.server import create_server
     from coopbot.web.service import Service
 
     # The fake embedder's cosines mean nothing to the fitted gate: it must not refuse (the gate is not under test).
@@ -77,21 +72,10 @@ def ux_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UxServer]:
     model = SlowScripted(ANSWER)
     service = Service(settings, assistant=build_assistant(settings, embedder=fake_embedder(settings), generator=model))
     service.knowledge.update()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_server(service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the UI server did not start"
-        time.sleep(0.05)
     try:
-        yield UxServer(f"http://127.0.0.1:{port}", model)
+        with serve_in_thread(service, whole=True) as url:
+            yield UxServer(url, model)
     finally:
-        server.should_exit = True
-        thread.join(10)
         service.close()
 
 
@@ -202,6 +186,8 @@ def test_the_cited_sentence_and_the_chips_read_in_light_and_dark_mode(
     text = bubble.inner_text()
     assert "llamacpp" not in text and "extractive" not in text and "回答方式" not in text
     assert "根据所引原文" in text or "摘自知识库原文" in text
+    labelled = "() => Array.from(document.querySelectorAll('#coopbot-chat [aria-label^=\"回答：\"]'))"
+    page.wait_for_function(labelled + ".some((el) => el.getAttribute('aria-label').includes('35.8万平方公里'))")
     label = bubble.locator("[aria-label^='回答：']").first.get_attribute("aria-label") or ""
     assert "35.8万平方公里" in label and "<" not in label and "coopbot-cite" not in label  # screen readers: text
     assert page.locator("#coopbot-chat [aria-label*='<']").count() == 0

@@ -55,21 +55,24 @@ def slow_service(settings: Settings) -> tuple[Service, SlowModel]:
 
 
 @contextlib.contextmanager
-def serve_in_thread(service: Service) -> Iterator[str]:
-    """`create_app(service)` on a free loopback port, served by uvicorn in a thread; yields the base URL."""
+def serve_in_thread(service: Service, *, whole: bool = False) -> Iterator[str]:
+    """`create_app(service)` (with `whole`, `create_server(service)`: the Gradio pages too) on a free loopback
+    port, served by uvicorn in a thread; yields the base URL."""
     import socket
 
     import uvicorn
 
     from coopbot.web.api import create_app
+    from coopbot.web.server import create_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_server(service) if whole else create_app(service)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")

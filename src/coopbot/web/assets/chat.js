@@ -118,12 +118,19 @@
   const relabel = () => {
     document.querySelectorAll('[aria-label]').forEach((el) => {
       const label = el.getAttribute('aria-label');
-      if (el.__coopbotLabel === label) return;  // set here: it may hold '<' shown as text in a document
-      const kind = MESSAGE.exec(label);
-      if (!kind && !label.includes('<')) return;
-      const text = (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 600);
-      el.__coopbotLabel = (kind && kind[1] === 'user' ? '提问：' : '回答：') + text;
-      el.setAttribute('aria-label', el.__coopbotLabel);
+      if (el.__coopbotLabel !== label) {  // Gradio set a label of its own (ours may hold '<' shown as text)
+        const kind = MESSAGE.exec(label);
+        if (!kind && !label.includes('<')) return;
+        el.__coopbotKind = kind && kind[1] === 'user' ? '提问：' : '回答：';
+      } else if (!el.__coopbotKind) {
+        return;
+      }
+      // Ours: follow what the message shows now (it streams), whether or not Gradio relabels it.
+      const next = el.__coopbotKind + (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 600);
+      if (next !== label) {
+        el.__coopbotLabel = next;
+        el.setAttribute('aria-label', next);
+      }
     });
   };
   new MutationObserver(relabel).observe(document.body, {
