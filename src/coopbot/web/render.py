@@ -42,9 +42,7 @@ def copy_text(answer: Answer) -> str:
         return answer.text
     lines = [answer.text, "", "参考来源："]
     for citation in answer.citations:
-        place = " › ".join(
-            citation.heading_path[1:] if citation.heading_path[:1] == (citation.doc_title,) else citation.heading_path
-        )
+        place = section_path(citation.doc_title, citation.heading_path)
         where = citation.doc_title + (f" › {place}" if place else "") + f"（{citation.doc_file}）"
         lines.append(f"[{citation.n}] {where}：“{citation.quote}”")
     return "\n".join(lines)
@@ -59,8 +57,13 @@ def _passage_html(passage: str, quote: str) -> str:
     return f"{html.escape(before)}<mark>{html.escape(quote)}</mark>{html.escape(after)}"
 
 
+def section_path(title: str, heading_path: tuple[str, ...]) -> str:
+    """The headings under the document's title ("第三章 › 第二节"): the title is shown on its own."""
+    return " › ".join(heading_path[1:] if heading_path[:1] == (title,) else heading_path)
+
+
 def _head(label: str, title: str, heading_path: tuple[str, ...], file: str) -> str:
-    path = " › ".join(heading_path[1:]) if heading_path[:1] == (title,) else " › ".join(heading_path)
+    path = section_path(title, heading_path)
     return (
         f'<div class="coopbot-src-head"><span class="coopbot-n">{html.escape(label)}</span> '
         f"<b>{html.escape(title)}</b>"

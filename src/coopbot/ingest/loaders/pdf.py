@@ -6,6 +6,7 @@ rather than indexed as nothing. Needs pypdf (the `formats` extra), imported only
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 from coopbot.ingest.loaders.isolated import run_isolated
@@ -19,10 +20,8 @@ DEADLINE_S = 300.0  # pypdf reads some 20-100 pages a second: MAX_PAGES fit, a p
 def read_pdf(data: bytes, name: str) -> Extracted:
     """The text layer of every page, pages separated by a blank line; parsed in a child process that is
     stopped after DEADLINE_S (a crafted page can take minutes, or crash the parser)."""
-    try:  # here too, so a missing extra is said at once, without starting a child
-        import pypdf  # noqa: F401
-    except ImportError as exc:
-        raise missing_package("pypdf", ".pdf") from exc
+    if importlib.util.find_spec("pypdf") is None:  # said at once, without starting a child or importing it here
+        raise missing_package("pypdf", ".pdf")
     hint = "re-export it from its original application, or split it into smaller files"
     return run_isolated(_read_pdf, data, name, MAX_PAGES, deadline_s=DEADLINE_S, name=name, hint=hint)
 
